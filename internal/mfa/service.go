@@ -1,0 +1,473 @@
+// Package mfa implements the second-factor flows: enrolment sessions and the
+// rules of who may enrol what, TOTP enrolment and verification, the
+// failed-attempt lock and activation codes. It knows nothing of gRPC, HTTP
+// or Redis: it talks to a Store and returns errors that the edges translate.
+package mfa
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/secondfactor/secondfactor/internal/seal"
+	"github.com/secondfactor/secondfactor/internal/secret"
+	"github.com/secondfactor/secondfactor/internal/totp"
+)
+
+// Policy decides what a password-only enrolment session may do.
+type Policy string
+
+// The enrolment policies.
+const (
+	// PolicyActivationCode: a password-only session enrols a first factor
+	// only with an activation code delivered out of band. The default.
+	PolicyActivationCode Policy = "activation-code"
+	// PolicyStrongOnly: a first factor needs strong authentication.
+	PolicyStrongOnly Policy = "strong-only"
+	// PolicyOpen: a password-only session enrols a first factor directly.
+	// Unsafe: whoever holds a stolen password can enrol their own phone.
+	PolicyOpen Policy = "open"
+)
+
+// Options configure a Service. Zero durations take the defaults below.
+type Options struct {
+	Store  Store
+	Ring   *seal.Ring
+	Policy Policy
+	Issuer string      // shown in authenticator apps
+	TOTP   totp.Params // parameters of new TOTP factors
+	Limits Limits
+
+	EnrollmentTTL     time.Duration // enrolment session lifetime, default 15 min
+	PendingTTL        time.Duration // unconfirmed factor lifetime, default 10 min
+	ActivationTTL     time.Duration // activation code lifetime, default 1 h
+	FreshVerification time.Duration // how recent a verification backs PROOF_EXISTING_FACTOR, default 5 min
+	EnrollURL         string        // base of the hosted enrolment page, e.g. https://mfa.example/enroll/
+	ReturnURLs        []string      // allowed return URLs, exact match
+
+	Now    func() time.Time // the clock; time.Now if nil
+	Rand   io.Reader        // randomness for secrets; crypto/rand if nil
+	Logger *slog.Logger
+}
+
+// DefaultLimits is the failed-attempt policy unless configured otherwise.
+var DefaultLimits = Limits{MaxFailures: 10, BaseLockout: 30 * time.Second, MaxLockout: time.Hour, FailureTTL: 24 * time.Hour}
+
+// Service runs the flows.
+type Service struct {
+	o Options
+}
+
+// skew is the number of time steps accepted either side of now.
+const skew = 1
+
+// New checks options and returns a Service.
+func New(o Options) (*Service, error) {
+	if o.Store == nil || o.Ring == nil {
+		return nil, errors.New("mfa: Store and Ring are required")
+	}
+	switch o.Policy {
+	case "":
+		o.Policy = PolicyActivationCode
+	case PolicyActivationCode, PolicyStrongOnly, PolicyOpen:
+	default:
+		return nil, fmt.Errorf("mfa: enrolment policy %q: want activation-code, strong-only or open", o.Policy)
+	}
+	if o.TOTP == (totp.Params{}) {
+		o.TOTP = totp.DefaultParams
+	}
+	if err := o.TOTP.Validate(); err != nil {
+		return nil, fmt.Errorf("mfa: %w", err)
+	}
+	if o.Limits == (Limits{}) {
+		o.Limits = DefaultLimits
+	}
+	if o.Limits.MaxFailures < 1 || o.Limits.BaseLockout <= 0 || o.Limits.MaxLockout < o.Limits.BaseLockout || o.Limits.FailureTTL <= 0 {
+		return nil, fmt.Errorf("mfa: limits %+v: want max failures ≥ 1 and 0 < base lockout ≤ max lockout", o.Limits)
+	}
+	if o.Issuer == "" {
+		o.Issuer = "secondfactor"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.EnrollmentTTL, 15*time.Minute)
+	def(&o.PendingTTL, 10*time.Minute)
+	def(&o.ActivationTTL, time.Hour)
+	def(&o.FreshVerification, 5*time.Minute)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{o: o}, nil
+}
+
+// GetUser returns what is known of a user: confirmed factors and lock.
+func (s *Service) GetUser(ctx context.Context, userID string) (User, error) {
+	if err := checkUserID(userID); err != nil {
+		return User{}, err
+	}
+	return s.o.Store.User(ctx, userID)
+}
+
+// EnrollmentRequest is the argument of CreateEnrollment.
+type EnrollmentRequest struct {
+	UserID      string
+	DisplayName string
+	ReturnURL   string
+	Proof       Proof
+}
+
+// NewEnrollment is a created enrolment session and its token.
+type NewEnrollment struct {
+	Token secret.String
+	URL   string
+	Enrollment
+}
+
+// CreateEnrollment opens an enrolment session, if the policy lets this proof
+// enrol anything for this user.
+func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (NewEnrollment, error) {
+	if err := checkUserID(r.UserID); err != nil {
+		return NewEnrollment{}, err
+	}
+	if err := checkText("display_name", r.DisplayName, MaxDisplayName, false); err != nil {
+		return NewEnrollment{}, err
+	}
+	if err := s.checkReturnURL(r.ReturnURL); err != nil {
+		return NewEnrollment{}, err
+	}
+	now := s.o.Now()
+	u, err := s.o.Store.User(ctx, r.UserID)
+	if err != nil {
+		return NewEnrollment{}, err
+	}
+	enrolled := len(u.Factors) > 0
+	e := Enrollment{
+		UserID:      r.UserID,
+		DisplayName: r.DisplayName,
+		ReturnURL:   r.ReturnURL,
+		Proof:       r.Proof,
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(s.o.EnrollmentTTL),
+		FirstFactor: !enrolled,
+	}
+	switch r.Proof {
+	case ProofPasswordOnly:
+		switch {
+		case enrolled:
+			return NewEnrollment{}, fmt.Errorf("%w: the user already has a factor: adding one needs PROOF_EXISTING_FACTOR", ErrRefused)
+		case s.o.Policy == PolicyStrongOnly:
+			return NewEnrollment{}, fmt.Errorf("%w: enrolment policy strong-only: a first factor needs PROOF_STRONG", ErrRefused)
+		case s.o.Policy == PolicyActivationCode:
+			e.NeedsActivation = true
+		}
+	case ProofStrong:
+		if enrolled {
+			return NewEnrollment{}, fmt.Errorf("%w: the user already has a factor: adding one needs PROOF_EXISTING_FACTOR", ErrRefused)
+		}
+	case ProofExistingFactor:
+		if !enrolled {
+			return NewEnrollment{}, fmt.Errorf("%w: PROOF_EXISTING_FACTOR: the user has no factor", ErrRefused)
+		}
+		if u.LastVerifiedAt.IsZero() || now.Sub(u.LastVerifiedAt) > s.o.FreshVerification {
+			return NewEnrollment{}, fmt.Errorf("%w: PROOF_EXISTING_FACTOR: no verification of the user's factor in the last %s", ErrRefused, s.o.FreshVerification)
+		}
+	default:
+		return NewEnrollment{}, badField("proof", "must be PROOF_PASSWORD_ONLY, PROOF_STRONG or PROOF_EXISTING_FACTOR")
+	}
+	tok, err := secret.NewToken(s.o.Rand)
+	if err != nil {
+		return NewEnrollment{}, err
+	}
+	e.TokenHash = secret.Hash(tok.Reveal())
+	if err := s.o.Store.CreateEnrollment(ctx, e); err != nil {
+		return NewEnrollment{}, err
+	}
+	s.o.Logger.InfoContext(ctx, "enrolment session created", "user_id", r.UserID, "proof", r.Proof,
+		"first_factor", e.FirstFactor, "needs_activation", e.NeedsActivation)
+	ne := NewEnrollment{Token: tok, Enrollment: e}
+	if s.o.EnrollURL != "" {
+		ne.URL = s.o.EnrollURL + tok.Reveal()
+	}
+	return ne, nil
+}
+
+func (s *Service) checkReturnURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	if len(u) > MaxReturnURL {
+		return badField("return_url", "must be at most %d bytes", MaxReturnURL)
+	}
+	if !slices.Contains(s.o.ReturnURLs, u) {
+		return badField("return_url", "is not on the server's allow-list of return URLs")
+	}
+	return nil
+}
+
+// IssueActivationCode makes a user's activation code and returns it, the
+// only time it is seen; the store keeps its hash.
+func (s *Service) IssueActivationCode(ctx context.Context, userID, actor, reason string) (secret.String, time.Time, error) {
+	if err := checkUserID(userID); err != nil {
+		return "", time.Time{}, err
+	}
+	if err := checkText("reason", reason, MaxReason, true); err != nil {
+		return "", time.Time{}, err
+	}
+	code, err := secret.NewCode(s.o.Rand, 3)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	norm, _ := secret.NormalizeCode(code.Reveal())
+	expires := s.o.Now().Add(s.o.ActivationTTL)
+	if err := s.o.Store.PutActivationCode(ctx, userID, secret.Hash(norm), expires); err != nil {
+		return "", time.Time{}, err
+	}
+	s.o.Logger.InfoContext(ctx, "activation code issued", "user_id", userID, "actor", actor, "reason", reason)
+	return code, expires, nil
+}
+
+// session finds the enrolment session of a token and, if it needs an
+// activation code, activates it with the one given. A wrong activation code
+// counts as a failed attempt of the user.
+func (s *Service) session(ctx context.Context, token, activationCode string) (Enrollment, error) {
+	if err := checkToken("enrollment_token", token); err != nil {
+		return Enrollment{}, err
+	}
+	if len(activationCode) > 64 {
+		return Enrollment{}, badField("activation_code", "must be at most 64 bytes")
+	}
+	now := s.o.Now()
+	hash := secret.Hash(token)
+	e, err := s.o.Store.Enrollment(ctx, hash, now)
+	if errors.Is(err, ErrNotFound) {
+		return Enrollment{}, fmt.Errorf("enrolment session: %w (unknown, expired or already used)", ErrNotFound)
+	}
+	if err != nil {
+		return Enrollment{}, err
+	}
+	if e.Usable() {
+		return e, nil
+	}
+	if activationCode == "" {
+		return Enrollment{}, fmt.Errorf("%w: this enrolment session needs an activation code (from an administrator or sent to the user's registered contact)", ErrRefused)
+	}
+	norm, ok := secret.NormalizeCode(activationCode)
+	if !ok {
+		return Enrollment{}, badField("activation_code", "must be letters and digits in groups of four")
+	}
+	att, err := s.o.Store.StartAttempt(ctx, e.UserID, now, s.o.Limits)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	if att.Locked {
+		return Enrollment{}, fmt.Errorf("%w: retry after %s", ErrLocked, att.LockedUntil.Sub(now).Round(time.Second))
+	}
+	err = s.o.Store.ActivateEnrollment(ctx, hash, e.UserID, secret.Hash(norm), now)
+	switch {
+	case errors.Is(err, ErrWrongCode):
+		s.o.Logger.WarnContext(ctx, "wrong activation code", "user_id", e.UserID)
+		return Enrollment{}, fmt.Errorf("%w: the activation code is wrong, expired or already used", ErrRefused)
+	case errors.Is(err, ErrNotFound):
+		return Enrollment{}, fmt.Errorf("enrolment session: %w (unknown, expired or already used)", ErrNotFound)
+	case err != nil:
+		return Enrollment{}, err
+	}
+	s.o.Logger.InfoContext(ctx, "enrolment session activated", "user_id", e.UserID)
+	e.Activated = true
+	return e, nil
+}
+
+// PendingTOTP is a TOTP factor waiting for its confirming code.
+type PendingTOTP struct {
+	FactorID  string
+	Key       totp.Key
+	Params    totp.Params
+	ExpiresAt time.Time
+}
+
+// BeginTOTPEnrollment creates a pending TOTP factor in an enrolment session.
+func (s *Service) BeginTOTPEnrollment(ctx context.Context, token, name, activationCode string) (PendingTOTP, error) {
+	if err := checkText("name", name, MaxFactorName, true); err != nil {
+		return PendingTOTP{}, err
+	}
+	e, err := s.session(ctx, token, activationCode)
+	if err != nil {
+		return PendingTOTP{}, err
+	}
+	now := s.o.Now()
+	id, err := secret.NewID(s.o.Rand)
+	if err != nil {
+		return PendingTOTP{}, err
+	}
+	account := e.DisplayName
+	if account == "" {
+		account = e.UserID
+	}
+	key, err := totp.NewKey(s.o.Rand, s.o.TOTP, s.o.Issuer, account)
+	if err != nil {
+		return PendingTOTP{}, err
+	}
+	keyID, sealed, err := s.o.Ring.Seal(key.Secret, totpAAD(e.UserID, id))
+	if err != nil {
+		return PendingTOTP{}, err
+	}
+	f := Factor{
+		ID: id, Kind: KindTOTP, Name: name, CreatedAt: now,
+		TOTP: &TOTP{
+			Algorithm: string(s.o.TOTP.Algorithm), Digits: s.o.TOTP.Digits,
+			Period: int(s.o.TOTP.Period / time.Second), KeyID: keyID, Sealed: sealed,
+		},
+	}
+	expires := now.Add(s.o.PendingTTL)
+	if err := s.o.Store.PutPendingFactor(ctx, e.UserID, f, expires); err != nil {
+		return PendingTOTP{}, err
+	}
+	return PendingTOTP{FactorID: id, Key: key, Params: s.o.TOTP, ExpiresAt: expires}, nil
+}
+
+// FinishTOTPEnrollment confirms a pending TOTP factor with a valid code and
+// completes the enrolment session.
+func (s *Service) FinishTOTPEnrollment(ctx context.Context, token, factorID, code string) (Factor, error) {
+	if err := checkFactorID(factorID); err != nil {
+		return Factor{}, err
+	}
+	if err := checkCode("code", code); err != nil {
+		return Factor{}, err
+	}
+	e, err := s.session(ctx, token, "")
+	if err != nil {
+		return Factor{}, err
+	}
+	now := s.o.Now()
+	f, err := s.o.Store.PendingFactor(ctx, e.UserID, factorID, now)
+	if errors.Is(err, ErrNotFound) {
+		return Factor{}, fmt.Errorf("pending factor: %w (unknown or expired: begin again)", ErrNotFound)
+	}
+	if err != nil {
+		return Factor{}, err
+	}
+	if f.TOTP == nil {
+		return Factor{}, badField("factor_id", "is not a TOTP factor")
+	}
+	step, ok, err := s.match(e.UserID, f, code, now)
+	if err != nil {
+		return Factor{}, err
+	}
+	if !ok {
+		return Factor{}, badField("code", "does not match the pending factor: check the device's clock and type the current code")
+	}
+	err = s.o.Store.ConfirmFactor(ctx, Confirmation{
+		UserID: e.UserID, FactorID: factorID, TokenHash: e.TokenHash,
+		FirstFactor: e.FirstFactor, Step: step, Now: now,
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Factor{}, fmt.Errorf("enrolment session or pending factor: %w (expired or already used)", ErrNotFound)
+	case errors.Is(err, ErrConflict):
+		return Factor{}, fmt.Errorf("%w: the user enrolled a factor meanwhile: adding another needs PROOF_EXISTING_FACTOR", ErrRefused)
+	case err != nil:
+		return Factor{}, err
+	}
+	s.o.Logger.InfoContext(ctx, "factor added", "user_id", e.UserID, "factor_id", factorID, "kind", KindTOTP, "proof", e.Proof)
+	return f, nil
+}
+
+// Verdict is the answer of a verification.
+type Verdict int
+
+// The verdicts.
+const (
+	Rejected Verdict = iota
+	Accepted
+	Locked
+)
+
+// Result is the answer of a verification.
+type Result struct {
+	Verdict    Verdict
+	RetryAfter time.Duration // for Locked
+}
+
+// VerifyTOTP checks a login code. An unknown user, a user without TOTP and a
+// wrong or replayed code all answer Rejected.
+func (s *Service) VerifyTOTP(ctx context.Context, userID, code string, c Client) (Result, error) {
+	if err := checkUserID(userID); err != nil {
+		return Result{}, err
+	}
+	if err := checkCode("code", code); err != nil {
+		return Result{}, err
+	}
+	if err := c.check(); err != nil {
+		return Result{}, err
+	}
+	now := s.o.Now()
+	att, err := s.o.Store.StartAttempt(ctx, userID, now, s.o.Limits)
+	if err != nil {
+		return Result{}, err
+	}
+	if att.Locked {
+		return Result{Verdict: Locked, RetryAfter: att.LockedUntil.Sub(now)}, nil
+	}
+	evaluated := false
+	for _, f := range att.Factors {
+		if f.TOTP == nil {
+			continue
+		}
+		evaluated = true
+		step, ok, err := s.match(userID, f, code, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok {
+			continue
+		}
+		accepted, err := s.o.Store.AcceptTOTPStep(ctx, userID, f.ID, step, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if accepted {
+			return Result{Verdict: Accepted}, nil
+		}
+	}
+	if !evaluated {
+		// Spend the time a real factor would, so that the answer's timing
+		// does not tell an unknown user from a wrong code.
+		totp.Match(dummySecret[:], s.o.TOTP, code, now, skew)
+	}
+	return Result{Verdict: Rejected}, nil
+}
+
+var dummySecret [totp.SecretSize]byte
+
+// match unseals a TOTP factor and looks for code around now.
+func (s *Service) match(userID string, f Factor, code string, now time.Time) (int64, bool, error) {
+	key, err := s.o.Ring.Open(f.TOTP.KeyID, f.TOTP.Sealed, totpAAD(userID, f.ID))
+	if err != nil {
+		return 0, false, fmt.Errorf("totp factor %s of %q: %w", f.ID, userID, err)
+	}
+	p := totp.Params{Algorithm: totp.Algorithm(f.TOTP.Algorithm), Digits: f.TOTP.Digits, Period: time.Duration(f.TOTP.Period) * time.Second}
+	if len(code) != p.Digits {
+		return 0, false, nil
+	}
+	step, ok := totp.Match(key, p, code, now, skew)
+	return step, ok, nil
+}
+
+// totpAAD binds a sealed TOTP secret to its user and factor.
+func totpAAD(userID, factorID string) []byte {
+	return []byte("totp\x00" + userID + "\x00" + factorID)
+}
