@@ -27,7 +27,9 @@ type Store interface {
 	// lim.MaxFailures it locks the user for lim.Backoff(lockouts) at once,
 	// so that however many attempts run in parallel, at most MaxFailures are
 	// evaluated. The attempt still returns the user's factors and is to be
-	// evaluated. A success (AcceptTOTPStep) resets the count.
+	// evaluated. A success (AcceptTOTPStep) resets the count. Failures are
+	// forgotten once lim.FailureTTL has passed since the last counted
+	// attempt, measured with the now arguments (not the store's clock).
 	StartAttempt(ctx context.Context, userID string, now time.Time, lim Limits) (Attempt, error)
 
 	// AcceptTOTPStep records that factorID accepted a code of time step
