@@ -236,10 +236,10 @@ func testActivateEnrollment(t *testing.T, s mfa.Store) {
 
 	wantErr(t, "activate without a code", s.ActivateEnrollment(ctx, "hash1", "alice", "c1", t0), mfa.ErrWrongCode)
 	must(t, s.PutActivationCode(ctx, "alice", "c1", t0.Add(time.Hour)))
-	must(t, s.PutActivationCode(ctx, "alice", "c2", t0.Add(time.Hour))) // replaces c1
+	must(t, s.PutActivationCode(ctx, "alice", "c2", t0.Add(10*time.Minute))) // replaces c1
 	wantErr(t, "replaced code", s.ActivateEnrollment(ctx, "hash1", "alice", "c1", t0), mfa.ErrWrongCode)
 	wantErr(t, "wrong code", s.ActivateEnrollment(ctx, "hash1", "alice", "zz", t0), mfa.ErrWrongCode)
-	wantErr(t, "expired code", s.ActivateEnrollment(ctx, "hash1", "alice", "c2", t0.Add(time.Hour)), mfa.ErrWrongCode)
+	wantErr(t, "expired code", s.ActivateEnrollment(ctx, "hash1", "alice", "c2", t0.Add(10*time.Minute)), mfa.ErrWrongCode)
 	wantErr(t, "unknown session", s.ActivateEnrollment(ctx, "nope", "alice", "c2", t0), mfa.ErrNotFound)
 	got, err := s.Enrollment(ctx, "hash1", t0)
 	must(t, err)

@@ -1,0 +1,422 @@
+// Package boltstore is the embedded mfa.Store: one bbolt file, no server to
+// run. It is the default for a single node.
+//
+// Each user is one record (factors, last TOTP steps, attempt counter,
+// pending factors, activation code), so every check-and-set of a user is one
+// read-modify-write in one transaction. Writes go through bbolt's Batch,
+// which groups concurrent transactions into one commit and one fsync: every
+// verification writes (the TOTP step advance), and one fsync per
+// verification would cap throughput at the disk's sync rate.
+package boltstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/secret"
+)
+
+var (
+	usersBucket       = []byte("users")
+	enrollmentsBucket = []byte("enrollments")
+)
+
+// Store is an mfa.Store in a bbolt file.
+type Store struct {
+	db *bolt.DB
+}
+
+var _ mfa.Store = (*Store)(nil)
+
+// Open opens or creates the store file at path. It fails at once if another
+// process holds the file.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("boltstore: %s is in use by another process", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{usersBucket, enrollmentsBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: create buckets: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// userRec is everything the store keeps of one user.
+type userRec struct {
+	Factors        []mfa.Factor          `json:"factors,omitempty"`
+	Steps          map[string]int64      `json:"steps,omitempty"`
+	Failures       int                   `json:"failures,omitempty"`
+	LastFailure    time.Time             `json:"last_failure,omitzero"`
+	LockedUntil    time.Time             `json:"locked_until,omitzero"`
+	Lockouts       int                   `json:"lockouts,omitempty"`
+	LastVerifiedAt time.Time             `json:"last_verified,omitzero"`
+	Pending        map[string]pendingRec `json:"pending,omitempty"`
+	Activation     *activationRec        `json:"activation,omitempty"`
+}
+
+type pendingRec struct {
+	Factor    mfa.Factor `json:"factor"`
+	ExpiresAt time.Time  `json:"expires_at"`
+}
+
+type activationRec struct {
+	Hash      string    `json:"hash"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (u *userRec) factor(id string) int {
+	return slices.IndexFunc(u.Factors, func(f mfa.Factor) bool { return f.ID == id })
+}
+
+// empty reports whether the record holds nothing worth keeping at now.
+func (u *userRec) empty(now time.Time, failureTTL time.Duration) bool {
+	return len(u.Factors) == 0 && len(u.Pending) == 0 && u.Activation == nil &&
+		!now.Before(u.LockedUntil) && (u.Failures == 0 || now.Sub(u.LastFailure) > failureTTL)
+}
+
+func getUser(tx *bolt.Tx, id string) (*userRec, error) {
+	u := &userRec{}
+	if b := tx.Bucket(usersBucket).Get([]byte(id)); b != nil {
+		if err := json.Unmarshal(b, u); err != nil {
+			return nil, fmt.Errorf("user record %q: %w", id, err)
+		}
+	}
+	return u, nil
+}
+
+func putUser(tx *bolt.Tx, id string, u *userRec) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(usersBucket).Put([]byte(id), b)
+}
+
+// update runs fn on a user's record in a batched transaction and writes the
+// record back if fn reports a change. fn may run more than once (Batch
+// retries), so it must only touch the record and its own results.
+func (s *Store) update(op, userID string, fn func(tx *bolt.Tx, u *userRec) (changed bool, err error)) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		u, err := getUser(tx, userID)
+		if err != nil {
+			return err
+		}
+		changed, err := fn(tx, u)
+		if err != nil || !changed {
+			return err
+		}
+		return putUser(tx, userID, u)
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: %s: %w", op, err)
+	}
+	return nil
+}
+
+// User implements mfa.Store.
+func (s *Store) User(_ context.Context, userID string) (mfa.User, error) {
+	out := mfa.User{ID: userID}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		u, err := getUser(tx, userID)
+		if err != nil {
+			return err
+		}
+		out.Factors, out.LockedUntil, out.LastVerifiedAt = u.Factors, u.LockedUntil, u.LastVerifiedAt
+		return nil
+	})
+	if err != nil {
+		return mfa.User{}, fmt.Errorf("boltstore: user: %w", err)
+	}
+	return out, nil
+}
+
+// StartAttempt implements mfa.Store.
+func (s *Store) StartAttempt(_ context.Context, userID string, now time.Time, lim mfa.Limits) (mfa.Attempt, error) {
+	var a mfa.Attempt
+	err := s.update("start attempt", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+		a = mfa.Attempt{}
+		if now.Before(u.LockedUntil) {
+			a.Locked, a.LockedUntil = true, u.LockedUntil
+			return false, nil
+		}
+		if u.Failures > 0 && now.Sub(u.LastFailure) > lim.FailureTTL {
+			u.Failures, u.Lockouts = 0, 0
+		}
+		u.Failures++
+		u.LastFailure = now
+		if u.Failures >= lim.MaxFailures {
+			u.LockedUntil = now.Add(lim.Backoff(u.Lockouts))
+			u.Lockouts++
+		}
+		a.Factors = u.Factors
+		return true, nil
+	})
+	return a, err
+}
+
+// AcceptTOTPStep implements mfa.Store.
+func (s *Store) AcceptTOTPStep(_ context.Context, userID, factorID string, step int64, now time.Time) (bool, error) {
+	var accepted bool
+	err := s.update("accept totp step", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+		accepted = false
+		i := u.factor(factorID)
+		if i < 0 {
+			return false, nil
+		}
+		if last, ok := u.Steps[factorID]; ok && step <= last {
+			return false, nil
+		}
+		if u.Steps == nil {
+			u.Steps = map[string]int64{}
+		}
+		u.Steps[factorID] = step
+		u.Failures, u.Lockouts, u.LockedUntil, u.LastFailure = 0, 0, time.Time{}, time.Time{}
+		u.LastVerifiedAt = now
+		u.Factors[i].LastUsedAt = now
+		accepted = true
+		return true, nil
+	})
+	return accepted, err
+}
+
+// CreateEnrollment implements mfa.Store.
+func (s *Store) CreateEnrollment(_ context.Context, e mfa.Enrollment) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("boltstore: create enrollment: %w", err)
+	}
+	err = s.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(enrollmentsBucket).Put([]byte(e.TokenHash), b)
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: create enrollment: %w", err)
+	}
+	return nil
+}
+
+func getEnrollment(tx *bolt.Tx, tokenHash string, now time.Time) (mfa.Enrollment, error) {
+	b := tx.Bucket(enrollmentsBucket).Get([]byte(tokenHash))
+	if b == nil {
+		return mfa.Enrollment{}, mfa.ErrNotFound
+	}
+	var e mfa.Enrollment
+	if err := json.Unmarshal(b, &e); err != nil {
+		return mfa.Enrollment{}, fmt.Errorf("enrollment record: %w", err)
+	}
+	if !now.Before(e.ExpiresAt) {
+		return mfa.Enrollment{}, mfa.ErrNotFound
+	}
+	e.TokenHash = tokenHash
+	return e, nil
+}
+
+// Enrollment implements mfa.Store.
+func (s *Store) Enrollment(_ context.Context, tokenHash string, now time.Time) (mfa.Enrollment, error) {
+	var e mfa.Enrollment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		e, err = getEnrollment(tx, tokenHash, now)
+		return err
+	})
+	if err != nil {
+		return mfa.Enrollment{}, fmt.Errorf("boltstore: enrollment: %w", err)
+	}
+	return e, nil
+}
+
+// PutActivationCode implements mfa.Store.
+func (s *Store) PutActivationCode(_ context.Context, userID, codeHash string, expiresAt time.Time) error {
+	return s.update("put activation code", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+		u.Activation = &activationRec{Hash: codeHash, ExpiresAt: expiresAt}
+		return true, nil
+	})
+}
+
+// ActivateEnrollment implements mfa.Store.
+func (s *Store) ActivateEnrollment(_ context.Context, tokenHash, userID, codeHash string, now time.Time) error {
+	// Outcomes are returned through result, not as the batch function's
+	// error: an error makes Batch roll back and rerun the whole batch.
+	var result error
+	err := s.update("activate enrollment", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
+		result = nil
+		e, err := getEnrollment(tx, tokenHash, now)
+		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != userID {
+			result = mfa.ErrNotFound
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		a := u.Activation
+		if a == nil || !now.Before(a.ExpiresAt) || !secret.Equal(a.Hash, codeHash) {
+			result = mfa.ErrWrongCode
+			return false, nil
+		}
+		u.Activation = nil
+		e.Activated = true
+		b, err := json.Marshal(e)
+		if err != nil {
+			return false, err
+		}
+		return true, tx.Bucket(enrollmentsBucket).Put([]byte(tokenHash), b)
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+// PutPendingFactor implements mfa.Store.
+func (s *Store) PutPendingFactor(_ context.Context, userID string, f mfa.Factor, expiresAt time.Time) error {
+	return s.update("put pending factor", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+		if u.Pending == nil {
+			u.Pending = map[string]pendingRec{}
+		}
+		u.Pending[f.ID] = pendingRec{Factor: f, ExpiresAt: expiresAt}
+		return true, nil
+	})
+}
+
+// PendingFactor implements mfa.Store.
+func (s *Store) PendingFactor(_ context.Context, userID, factorID string, now time.Time) (mfa.Factor, error) {
+	var f mfa.Factor
+	err := s.db.View(func(tx *bolt.Tx) error {
+		u, err := getUser(tx, userID)
+		if err != nil {
+			return err
+		}
+		p, ok := u.Pending[factorID]
+		if !ok || !now.Before(p.ExpiresAt) {
+			return mfa.ErrNotFound
+		}
+		f = p.Factor
+		return nil
+	})
+	if err != nil {
+		return mfa.Factor{}, fmt.Errorf("boltstore: pending factor: %w", err)
+	}
+	return f, nil
+}
+
+// ConfirmFactor implements mfa.Store.
+func (s *Store) ConfirmFactor(_ context.Context, c mfa.Confirmation) error {
+	var result error
+	err := s.update("confirm factor", c.UserID, func(tx *bolt.Tx, u *userRec) (bool, error) {
+		result = nil
+		e, err := getEnrollment(tx, c.TokenHash, c.Now)
+		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != c.UserID {
+			result = fmt.Errorf("enrolment session: %w", mfa.ErrNotFound)
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		p, ok := u.Pending[c.FactorID]
+		switch {
+		case !e.Usable():
+			result = fmt.Errorf("enrolment session not activated: %w", mfa.ErrConflict)
+		case !ok || !c.Now.Before(p.ExpiresAt):
+			result = fmt.Errorf("pending factor: %w", mfa.ErrNotFound)
+		case c.FirstFactor && len(u.Factors) > 0:
+			result = fmt.Errorf("user already has a factor: %w", mfa.ErrConflict)
+		}
+		if result != nil {
+			return false, nil
+		}
+		delete(u.Pending, c.FactorID)
+		u.Factors = append(u.Factors, p.Factor)
+		if p.Factor.Kind == mfa.KindTOTP {
+			if u.Steps == nil {
+				u.Steps = map[string]int64{}
+			}
+			u.Steps[c.FactorID] = c.Step
+		}
+		return true, tx.Bucket(enrollmentsBucket).Delete([]byte(c.TokenHash))
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+// Sweep deletes what has expired at now: enrolment sessions, pending
+// factors, activation codes, and user records left with nothing but
+// forgotten failures. The server runs it periodically; expired records are
+// already invisible to every other method.
+func (s *Store) Sweep(now time.Time, failureTTL time.Duration) (deleted int, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		deleted = 0
+		ec := tx.Bucket(enrollmentsBucket).Cursor()
+		for k, v := ec.First(); k != nil; k, v = ec.Next() {
+			var e mfa.Enrollment
+			if json.Unmarshal(v, &e) != nil || !now.Before(e.ExpiresAt) {
+				if err := ec.Delete(); err != nil {
+					return err
+				}
+				deleted++
+			}
+		}
+		users := tx.Bucket(usersBucket)
+		uc := users.Cursor()
+		for k, v := uc.First(); k != nil; k, v = uc.Next() {
+			var u userRec
+			if err := json.Unmarshal(v, &u); err != nil {
+				return fmt.Errorf("user record %q: %w", k, err)
+			}
+			changed := false
+			for id, p := range u.Pending {
+				if !now.Before(p.ExpiresAt) {
+					delete(u.Pending, id)
+					changed = true
+				}
+			}
+			if u.Activation != nil && !now.Before(u.Activation.ExpiresAt) {
+				u.Activation = nil
+				changed = true
+			}
+			switch {
+			case u.empty(now, failureTTL):
+				if err := uc.Delete(); err != nil {
+					return err
+				}
+				deleted++
+			case changed:
+				b, err := json.Marshal(&u)
+				if err != nil {
+					return err
+				}
+				// Put during iteration is allowed for the current key.
+				if err := users.Put(k, b); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("boltstore: sweep: %w", err)
+	}
+	return deleted, nil
+}

@@ -1,0 +1,63 @@
+package boltstore
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/mfa/storetest"
+)
+
+func newStore(t *testing.T) *Store {
+	s, err := Open(filepath.Join(t.TempDir(), "secondfactor.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) mfa.Store { return newStore(t) })
+}
+
+func TestOpenTwice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secondfactor.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := Open(path); err == nil {
+		t.Fatal("a second Open of a file in use succeeded")
+	}
+}
+
+func TestSweep(t *testing.T) {
+	ctx := t.Context()
+	s := newStore(t)
+	t0 := time.UnixMilli(1_790_000_000_000).UTC()
+	lim := mfa.Limits{MaxFailures: 10, BaseLockout: 30 * time.Second, MaxLockout: time.Hour, FailureTTL: time.Hour}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.CreateEnrollment(ctx, mfa.Enrollment{TokenHash: "h", UserID: "alice", ExpiresAt: t0.Add(time.Minute)}))
+	must(s.PutActivationCode(ctx, "alice", "c", t0.Add(time.Minute)))
+	if _, err := s.StartAttempt(ctx, "mallory-guessed-this", t0, lim); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Sweep(t0, lim.FailureTTL)
+	must(err)
+	if n != 0 {
+		t.Fatalf("Sweep before expiry deleted %d records", n)
+	}
+	n, err = s.Sweep(t0.Add(2*time.Hour), lim.FailureTTL)
+	must(err)
+	if n != 3 {
+		t.Fatalf("Sweep after expiry deleted %d records, want 3 (session, alice, mallory)", n)
+	}
+}
