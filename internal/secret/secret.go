@@ -117,4 +117,3 @@ func NormalizeCode(typed string) (string, bool) {
 	}
 	return sb.String(), true
 }
-
