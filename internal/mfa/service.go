@@ -114,6 +114,9 @@ func New(o Options) (*Service, error) {
 	return &Service{o: o}, nil
 }
 
+// Now is the service's clock.
+func (s *Service) Now() time.Time { return s.o.Now() }
+
 // GetUser returns what is known of a user: confirmed factors and lock.
 func (s *Service) GetUser(ctx context.Context, userID string) (User, error) {
 	if err := checkUserID(userID); err != nil {

@@ -110,10 +110,14 @@ func (r *Ring) Open(keyID string, ciphertext, additional []byte) ([]byte, error)
 // seals. This is the format of the key file and of SECONDFACTOR_SEAL_KEYS.
 func ParseKeys(text string) ([]Key, error) {
 	var keys []Key
-	fields := strings.FieldsFunc(text, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' })
+	var fields []string
+	for _, line := range strings.Split(text, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			fields = append(fields, strings.Split(line, ",")...)
+		}
+	}
 	for _, f := range fields {
-		f = strings.TrimSpace(f)
-		if f == "" || strings.HasPrefix(f, "#") {
+		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
 		id, b64, ok := strings.Cut(f, ":")
@@ -155,4 +159,22 @@ func GenerateKeyFile(path, id string) error {
 		return fmt.Errorf("seal: write key file: %w", err)
 	}
 	return nil
+}
+
+// LoadRing builds the ring from keys given inline (SECONDFACTOR_SEAL_KEYS)
+// or from a key file; exactly one of them should be non-empty.
+func LoadRing(inline, file string) (*Ring, error) {
+	text := inline
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("seal: read key file: %w", err)
+		}
+		text = string(b)
+	}
+	keys, err := ParseKeys(text)
+	if err != nil {
+		return nil, err
+	}
+	return NewRing(keys)
 }

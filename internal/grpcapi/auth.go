@@ -1,0 +1,194 @@
+package grpcapi
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
+	"github.com/secondfactor/secondfactor/internal/secret"
+)
+
+// Role is what a caller may do.
+type Role string
+
+// The roles.
+const (
+	RolePortal Role = "portal"
+	RoleAdmin  Role = "admin"
+	// rolePublic marks methods anyone may call (health checks).
+	rolePublic Role = "public"
+)
+
+// Caller is an authenticated client of the API.
+type Caller struct {
+	Name  string
+	Roles []Role
+}
+
+func (c Caller) has(r Role) bool {
+	for _, have := range c.Roles {
+		if have == r {
+			return true
+		}
+	}
+	return false
+}
+
+// methodRoles declares the role of every method. A method not listed here
+// is refused to everyone.
+var methodRoles = map[string]Role{
+	sfv1.SecondFactor_GetUser_FullMethodName:                    RolePortal,
+	sfv1.SecondFactor_CreateEnrollment_FullMethodName:           RolePortal,
+	sfv1.SecondFactor_BeginTOTPEnrollment_FullMethodName:        RolePortal,
+	sfv1.SecondFactor_FinishTOTPEnrollment_FullMethodName:       RolePortal,
+	sfv1.SecondFactor_VerifyTOTP_FullMethodName:                 RolePortal,
+	sfv1.SecondFactor_BeginWebAuthnRegistration_FullMethodName:  RolePortal,
+	sfv1.SecondFactor_FinishWebAuthnRegistration_FullMethodName: RolePortal,
+	sfv1.SecondFactor_BeginWebAuthnLogin_FullMethodName:         RolePortal,
+	sfv1.SecondFactor_FinishWebAuthnLogin_FullMethodName:        RolePortal,
+	sfv1.SecondFactor_VerifyRecoveryCode_FullMethodName:         RolePortal,
+	sfv1.SecondFactor_CreateVerification_FullMethodName:         RolePortal,
+	sfv1.SecondFactor_RedeemVerification_FullMethodName:         RolePortal,
+	sfv1.Admin_ListFactors_FullMethodName:                       RoleAdmin,
+	sfv1.Admin_DeleteFactor_FullMethodName:                      RoleAdmin,
+	sfv1.Admin_ResetUser_FullMethodName:                         RoleAdmin,
+	sfv1.Admin_UnlockUser_FullMethodName:                        RoleAdmin,
+	sfv1.Admin_IssueActivationCode_FullMethodName:               RoleAdmin,
+	sfv1.Admin_ListAuditEvents_FullMethodName:                   RoleAdmin,
+	"/grpc.health.v1.Health/Check":                              rolePublic,
+	"/grpc.health.v1.Health/Watch":                              rolePublic,
+	"/grpc.health.v1.Health/List":                               rolePublic,
+}
+
+// Callers maps bearer token hashes to callers.
+type Callers map[string]Caller
+
+// ParseCaller reads a caller written as NAME:ROLE[+ROLE]:SHA256HEX, where
+// SHA256HEX is the hex SHA-256 of the caller's bearer token.
+func ParseCaller(s string) (hash string, c Caller, err error) {
+	parts := strings.Split(strings.TrimSpace(s), ":")
+	if len(parts) != 3 {
+		return "", Caller{}, fmt.Errorf("caller %q: want NAME:ROLE[+ROLE]:SHA256HEX", redactHash(s))
+	}
+	name, roles, hash := parts[0], parts[1], strings.ToLower(parts[2])
+	if name == "" || len(name) > 64 {
+		return "", Caller{}, fmt.Errorf("caller %q: name must be 1 to 64 bytes", name)
+	}
+	if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return "", Caller{}, fmt.Errorf("caller %q: token hash must be 64 hex digits (secondfactor token new prints it)", name)
+	}
+	for _, r := range strings.Split(roles, "+") {
+		switch Role(r) {
+		case RolePortal, RoleAdmin:
+			c.Roles = append(c.Roles, Role(r))
+		default:
+			return "", Caller{}, fmt.Errorf("caller %q: role %q: want portal, admin or portal+admin", name, r)
+		}
+	}
+	c.Name = name
+	return hash, c, nil
+}
+
+// redactHash keeps a mistyped caller line's last field out of an error.
+func redactHash(s string) string {
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		return s[:i+1] + "…"
+	}
+	return "…"
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the authenticated caller of a request.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// authorize authenticates the bearer token of a call and checks the role
+// its method declares.
+func (cs Callers) authorize(ctx context.Context, method string) (context.Context, error) {
+	role, declared := methodRoles[method]
+	if !declared {
+		return nil, status.Error(codes.PermissionDenied, "method is not open to any caller")
+	}
+	if role == rolePublic {
+		return ctx, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) != 1 {
+		return nil, status.Error(codes.Unauthenticated, "missing bearer token: send metadata 'authorization: Bearer <token>'")
+	}
+	tok, ok := strings.CutPrefix(vals[0], "Bearer ")
+	if !ok || tok == "" {
+		return nil, status.Error(codes.Unauthenticated, "authorization metadata must be 'Bearer <token>'")
+	}
+	c, ok := cs[secret.Hash(tok)]
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "unknown bearer token")
+	}
+	if !c.has(role) {
+		return nil, status.Errorf(codes.PermissionDenied, "caller %q lacks role %q", c.Name, role)
+	}
+	return context.WithValue(ctx, callerKey{}, c), nil
+}
+
+// unaryAuth is the interceptor that runs authorize before every unary call.
+func (cs Callers) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := cs.authorize(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// streamAuth is the interceptor for streaming calls (health Watch).
+func (cs Callers) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if _, err := cs.authorize(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// LocalCaller returns the caller of the local token kept at path, creating
+// the file with a new random token if it does not exist. It serves a server
+// on loopback with no caller configured: the CLI on the same machine reads
+// the file. The caller has both roles.
+func LocalCaller(path string) (hash string, c Caller, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		tok, err := secret.NewToken(rand.Reader)
+		if err != nil {
+			return "", Caller{}, false, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return "", Caller{}, false, fmt.Errorf("local token: %w", err)
+		}
+		_, werr := f.WriteString(tok.Reveal() + "\n")
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return "", Caller{}, false, fmt.Errorf("local token: %w", werr)
+		}
+		b, created = []byte(tok.Reveal()), true
+	} else if err != nil {
+		return "", Caller{}, false, fmt.Errorf("local token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", Caller{}, false, fmt.Errorf("local token: %s is empty", path)
+	}
+	return secret.Hash(tok), Caller{Name: "local", Roles: []Role{RolePortal, RoleAdmin}}, created, nil
+}

@@ -1,0 +1,161 @@
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
+	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/totp"
+)
+
+// portalAPI implements the SecondFactor service.
+type portalAPI struct {
+	sfv1.UnimplementedSecondFactorServer
+	svc *mfa.Service
+	log *slog.Logger
+}
+
+func (a *portalAPI) GetUser(ctx context.Context, r *sfv1.GetUserRequest) (*sfv1.GetUserResponse, error) {
+	u, err := a.svc.GetUser(ctx, r.GetUserId())
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.GetUserResponse{
+		UserId:   u.ID,
+		Enrolled: len(u.Factors) > 0,
+		Factors:  factorsPB(u.Factors),
+		Locked:   u.Locked(a.svc.Now()),
+	}, nil
+}
+
+var proofs = map[sfv1.Proof]mfa.Proof{
+	sfv1.Proof_PROOF_PASSWORD_ONLY:   mfa.ProofPasswordOnly,
+	sfv1.Proof_PROOF_STRONG:          mfa.ProofStrong,
+	sfv1.Proof_PROOF_EXISTING_FACTOR: mfa.ProofExistingFactor,
+}
+
+func (a *portalAPI) CreateEnrollment(ctx context.Context, r *sfv1.CreateEnrollmentRequest) (*sfv1.CreateEnrollmentResponse, error) {
+	e, err := a.svc.CreateEnrollment(ctx, mfa.EnrollmentRequest{
+		UserID:      r.GetUserId(),
+		DisplayName: r.GetDisplayName(),
+		ReturnURL:   r.GetReturnUrl(),
+		Proof:       proofs[r.GetProof()], // unknown values are refused by the flow
+	})
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.CreateEnrollmentResponse{
+		Token:              e.Token.Reveal(),
+		Url:                e.URL,
+		ExpiresAt:          timestamppb.New(e.ExpiresAt),
+		ActivationRequired: !e.Usable(),
+	}, nil
+}
+
+var algorithms = map[totp.Algorithm]sfv1.TOTPAlgorithm{
+	totp.SHA1:   sfv1.TOTPAlgorithm_TOTP_ALGORITHM_SHA1,
+	totp.SHA256: sfv1.TOTPAlgorithm_TOTP_ALGORITHM_SHA256,
+	totp.SHA512: sfv1.TOTPAlgorithm_TOTP_ALGORITHM_SHA512,
+}
+
+func (a *portalAPI) BeginTOTPEnrollment(ctx context.Context, r *sfv1.BeginTOTPEnrollmentRequest) (*sfv1.BeginTOTPEnrollmentResponse, error) {
+	p, err := a.svc.BeginTOTPEnrollment(ctx, r.GetEnrollmentToken(), r.GetName(), r.GetActivationCode())
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	png, err := totp.QRCode(p.Key.URI, 256)
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.BeginTOTPEnrollmentResponse{
+		FactorId:  p.FactorID,
+		Uri:       p.Key.URI,
+		Secret:    p.Key.Base32(),
+		QrPng:     png,
+		Algorithm: algorithms[p.Params.Algorithm],
+		Digits:    uint32(p.Params.Digits),
+		Period:    durationpb.New(p.Params.Period),
+		ExpiresAt: timestamppb.New(p.ExpiresAt),
+	}, nil
+}
+
+func (a *portalAPI) FinishTOTPEnrollment(ctx context.Context, r *sfv1.FinishTOTPEnrollmentRequest) (*sfv1.FinishTOTPEnrollmentResponse, error) {
+	f, err := a.svc.FinishTOTPEnrollment(ctx, r.GetEnrollmentToken(), r.GetFactorId(), r.GetCode())
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.FinishTOTPEnrollmentResponse{Factor: factorPB(f)}, nil
+}
+
+func (a *portalAPI) VerifyTOTP(ctx context.Context, r *sfv1.VerifyTOTPRequest) (*sfv1.VerifyTOTPResponse, error) {
+	res, err := a.svc.VerifyTOTP(ctx, r.GetUserId(), r.GetCode(), clientOf(r.GetClient()))
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	out := &sfv1.VerifyTOTPResponse{Verdict: verdictPB(res.Verdict)}
+	if res.Verdict == mfa.Locked {
+		out.RetryAfter = durationpb.New(res.RetryAfter)
+	}
+	return out, nil
+}
+
+func clientOf(c *sfv1.ClientInfo) mfa.Client {
+	return mfa.Client{IP: c.GetIp(), UserAgent: c.GetUserAgent()}
+}
+
+func verdictPB(v mfa.Verdict) sfv1.Verdict {
+	switch v {
+	case mfa.Accepted:
+		return sfv1.Verdict_VERDICT_ACCEPTED
+	case mfa.Locked:
+		return sfv1.Verdict_VERDICT_LOCKED
+	default:
+		return sfv1.Verdict_VERDICT_REJECTED
+	}
+}
+
+var kinds = map[mfa.Kind]sfv1.FactorKind{
+	mfa.KindTOTP:     sfv1.FactorKind_FACTOR_KIND_TOTP,
+	mfa.KindWebAuthn: sfv1.FactorKind_FACTOR_KIND_WEBAUTHN,
+}
+
+func factorPB(f mfa.Factor) *sfv1.Factor {
+	out := &sfv1.Factor{Id: f.ID, Kind: kinds[f.Kind], Name: f.Name, CreatedAt: timestamppb.New(f.CreatedAt)}
+	if !f.LastUsedAt.IsZero() {
+		out.LastUsedAt = timestamppb.New(f.LastUsedAt)
+	}
+	return out
+}
+
+func factorsPB(fs []mfa.Factor) []*sfv1.Factor {
+	out := make([]*sfv1.Factor, len(fs))
+	for i, f := range fs {
+		out[i] = factorPB(f)
+	}
+	return out
+}
+
+// adminAPI implements the Admin service.
+type adminAPI struct {
+	sfv1.UnimplementedAdminServer
+	svc *mfa.Service
+	log *slog.Logger
+}
+
+func (a *adminAPI) IssueActivationCode(ctx context.Context, r *sfv1.IssueActivationCodeRequest) (*sfv1.IssueActivationCodeResponse, error) {
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no caller")
+	}
+	code, expires, err := a.svc.IssueActivationCode(ctx, r.GetUserId(), c.Name, r.GetReason())
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.IssueActivationCodeResponse{Code: code.Reveal(), ExpiresAt: timestamppb.New(expires)}, nil
+}

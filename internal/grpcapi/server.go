@@ -1,0 +1,158 @@
+// Package grpcapi is the gRPC edge of the service: it authenticates callers,
+// checks each method's role, translates requests into calls of the flows
+// (package mfa) and their errors into gRPC statuses, and logs one line per
+// call.
+package grpcapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
+	"github.com/secondfactor/secondfactor/internal/mfa"
+)
+
+// Options configure the gRPC server.
+type Options struct {
+	Service *mfa.Service
+	Callers Callers
+	Logger  *slog.Logger
+	// TLS credentials; nil serves plaintext (the caller of New has checked
+	// that the address is loopback).
+	TLS credentials.TransportCredentials
+	// MaxRequestBytes caps the size of a request message.
+	MaxRequestBytes int
+	// Metrics registers the RPC metrics; nil registers none.
+	Metrics prometheus.Registerer
+}
+
+// Server is the gRPC server with its health service.
+type Server struct {
+	*grpc.Server
+	Health *health.Server
+}
+
+// New builds the gRPC server and registers the services.
+func New(o Options) *Server {
+	if o.MaxRequestBytes == 0 {
+		o.MaxRequestBytes = 64 << 10
+	}
+	l := &logger{log: o.Logger, rpcs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "secondfactor_grpc_request_duration_seconds",
+		Help:    "Duration of gRPC calls by method and status code.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"method", "code"})}
+	if o.Metrics != nil {
+		o.Metrics.MustRegister(l.rpcs)
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(o.MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth),
+		grpc.ChainStreamInterceptor(l.stream, o.Callers.streamAuth),
+		grpc.ConnectionTimeout(10 * time.Second),
+	}
+	if o.TLS != nil {
+		opts = append(opts, grpc.Creds(o.TLS))
+	}
+	gs := grpc.NewServer(opts...)
+	h := health.NewServer()
+	healthpb.RegisterHealthServer(gs, h)
+	sfv1.RegisterSecondFactorServer(gs, &portalAPI{svc: o.Service, log: o.Logger})
+	sfv1.RegisterAdminServer(gs, &adminAPI{svc: o.Service, log: o.Logger})
+	h.SetServingStatus(sfv1.SecondFactor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.SetServingStatus(sfv1.Admin_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	return &Server{Server: gs, Health: h}
+}
+
+// Shutdown marks the server not serving, then stops it gracefully, or at
+// once when ctx ends first.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.Health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+	}
+}
+
+type requestIDKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// logger writes one JSON line per call: method, code, duration, request id,
+// caller and peer. Request and response bodies are never logged: they carry
+// codes and secrets.
+type logger struct {
+	log  *slog.Logger
+	rpcs *prometheus.HistogramVec
+}
+
+func (l *logger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	id := newRequestID()
+	ctx = context.WithValue(ctx, requestIDKey{}, id)
+	defer func() {
+		if r := recover(); r != nil {
+			l.log.ErrorContext(ctx, "panic", "request_id", id, "method", info.FullMethod, "panic", r)
+			resp, err = nil, status.Errorf(codes.Internal, "internal error (request id %s)", id)
+		}
+		l.done(ctx, info.FullMethod, id, start, err)
+	}()
+	return handler(ctx, req)
+}
+
+func (l *logger) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	l.done(ss.Context(), info.FullMethod, newRequestID(), start, err)
+	return err
+}
+
+func (l *logger) done(ctx context.Context, method, id string, start time.Time, err error) {
+	code := status.Code(err)
+	elapsed := time.Since(start)
+	l.rpcs.WithLabelValues(method, code.String()).Observe(elapsed.Seconds())
+	attrs := []slog.Attr{
+		slog.String("method", method),
+		slog.String("code", code.String()),
+		slog.Duration("duration", elapsed),
+		slog.String("request_id", id),
+	}
+	if c, ok := CallerFrom(ctx); ok {
+		attrs = append(attrs, slog.String("caller", c.Name))
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	level := slog.LevelInfo
+	if code == codes.Internal || code == codes.Unknown {
+		level = slog.LevelError
+	}
+	l.log.LogAttrs(ctx, level, "rpc", attrs...)
+}
