@@ -1,0 +1,448 @@
+// Package redisstore implements mfa.Store on Redis (standalone, Sentinel or
+// Cluster, through a go-redis UniversalClient), for several replicas of the
+// service sharing one store.
+//
+// Every key of a user carries the hash tag {u:<userID>}, so that all of
+// them lie in one Cluster slot and each check-and-set runs as one Lua
+// script on them:
+//
+//	{u:ID}:f             hash  factor ID → JSON of a confirmed mfa.Factor
+//	{u:ID}:step          hash  factor ID → last accepted TOTP step
+//	{u:ID}:att           hash  failures, locked_until_ms, lockouts, last_ms (the last counted attempt)
+//	{u:ID}:v             string  time of the last accepted verification
+//	{u:ID}:used          hash  factor ID → time of its last use
+//	{u:ID}:p:<factorID>  hash  factor (JSON), expires_ms: a pending factor
+//	{u:ID}:act           hash  hash, expires_ms: the activation code
+//	{u:ID}:e:<tokenHash> hash  an enrolment session, field by field
+//	e:<tokenHash>        string  user ID: finds a session from its token alone
+//
+// Times are unix milliseconds of the callers' clock (the now arguments), so
+// times are kept to the millisecond. Records that expire carry their expiry
+// and every read compares it with the caller's now; Redis key expiry only
+// reclaims memory.
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/secondfactor/secondfactor/internal/mfa"
+)
+
+// Store is an mfa.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+var _ mfa.Store = (*Store)(nil)
+
+// New returns a Store on rdb. The caller keeps ownership of rdb and closes it.
+func New(rdb redis.UniversalClient) *Store {
+	return &Store{rdb: rdb}
+}
+
+// keys names the keys of one user.
+type keys string
+
+func userKeys(userID string) keys { return keys("{u:" + userID + "}:") }
+
+func (k keys) factors() string                 { return string(k) + "f" }
+func (k keys) steps() string                   { return string(k) + "step" }
+func (k keys) attempts() string                { return string(k) + "att" }
+func (k keys) verified() string                { return string(k) + "v" }
+func (k keys) used() string                    { return string(k) + "used" }
+func (k keys) pending(factorID string) string  { return string(k) + "p:" + factorID }
+func (k keys) activation() string              { return string(k) + "act" }
+func (k keys) session(tokenHash string) string { return string(k) + "e:" + tokenHash }
+
+// sessionIndex is the key that maps a token hash to its user. It has no hash
+// tag of its user: the token alone must find it.
+func sessionIndex(tokenHash string) string { return "e:" + tokenHash }
+
+// User returns a user's confirmed factors, lock and last verification, in
+// one round trip.
+func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
+	k := userKeys(userID)
+	var (
+		factors  *redis.MapStringStringCmd
+		used     *redis.MapStringStringCmd
+		locked   *redis.StringCmd
+		verified *redis.StringCmd
+	)
+	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		factors = p.HGetAll(ctx, k.factors())
+		used = p.HGetAll(ctx, k.used())
+		locked = p.HGet(ctx, k.attempts(), "locked_until_ms")
+		verified = p.Get(ctx, k.verified())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
+		}
+	}
+	u := mfa.User{ID: userID}
+	if u.Factors, err = decodeFactors(factors.Val(), used.Val()); err != nil {
+		return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
+	}
+	if u.LockedUntil, err = optionalTime(locked); err != nil {
+		return mfa.User{}, fmt.Errorf("redisstore: user: lock: %w", err)
+	}
+	if u.LastVerifiedAt, err = optionalTime(verified); err != nil {
+		return mfa.User{}, fmt.Errorf("redisstore: user: last verification: %w", err)
+	}
+	return u, nil
+}
+
+// StartAttempt counts one attempt, in one script that also returns the
+// user's factors: one round trip.
+func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, lim mfa.Limits) (mfa.Attempt, error) {
+	if lim.MaxFailures < 1 || lim.FailureTTL <= 0 {
+		return mfa.Attempt{}, fmt.Errorf("redisstore: start attempt: invalid limits %+v", lim)
+	}
+	args := []any{now.UnixMilli(), lim.MaxFailures, ceilMilli(lim.FailureTTL)}
+	// The lock lengths by number of previous lockouts, up to the first that
+	// reaches the maximum: the script takes the last one beyond.
+	for n := 0; ; n++ {
+		b := lim.Backoff(n)
+		args = append(args, ceilMilli(b))
+		if b >= lim.MaxLockout || n == 63 {
+			break
+		}
+	}
+	k := userKeys(userID)
+	res, err := startAttemptScript.Run(ctx, s.rdb, []string{k.attempts(), k.factors(), k.used()}, args...).Slice()
+	if err != nil {
+		return mfa.Attempt{}, fmt.Errorf("redisstore: start attempt: %w", err)
+	}
+	a, err := decodeAttempt(res)
+	if err != nil {
+		return mfa.Attempt{}, fmt.Errorf("redisstore: start attempt: %w", err)
+	}
+	return a, nil
+}
+
+func decodeAttempt(res []any) (mfa.Attempt, error) {
+	if len(res) == 2 && res[0] == int64(1) {
+		ms, err := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
+		if err != nil {
+			return mfa.Attempt{}, fmt.Errorf("lock: %w", err)
+		}
+		return mfa.Attempt{Locked: true, LockedUntil: time.UnixMilli(ms).UTC()}, nil
+	}
+	if len(res) != 3 || res[0] != int64(0) {
+		return mfa.Attempt{}, fmt.Errorf("unexpected script result %v", res)
+	}
+	factors, err := pairs(res[1])
+	if err != nil {
+		return mfa.Attempt{}, err
+	}
+	used, err := pairs(res[2])
+	if err != nil {
+		return mfa.Attempt{}, err
+	}
+	fs, err := decodeFactors(factors, used)
+	if err != nil {
+		return mfa.Attempt{}, err
+	}
+	return mfa.Attempt{Factors: fs}, nil
+}
+
+// maxStep bounds TOTP steps: Lua compares them as doubles, exact up to 2^53.
+const maxStep = 1 << 53
+
+// AcceptTOTPStep advances a factor's last accepted step, in one script.
+func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, now time.Time) (bool, error) {
+	if step < 0 || step > maxStep {
+		return false, fmt.Errorf("redisstore: accept totp step: step %d out of range", step)
+	}
+	k := userKeys(userID)
+	n, err := acceptTOTPStepScript.Run(ctx, s.rdb,
+		[]string{k.factors(), k.steps(), k.attempts(), k.verified(), k.used()},
+		factorID, step, now.UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: accept totp step: %w", err)
+	}
+	return n == 1, nil
+}
+
+// CreateEnrollment stores a session in one MULTI, then its index, which
+// lies in another slot: two round trips. A session whose index failed to be
+// written is found by nobody and expires.
+func (s *Store) CreateEnrollment(ctx context.Context, e mfa.Enrollment) error {
+	if e.TokenHash == "" {
+		return errors.New("redisstore: create enrollment: empty token hash")
+	}
+	k := userKeys(e.UserID).session(e.TokenHash)
+	keep := keepFor(e.ExpiresAt, e.CreatedAt)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, k)
+		p.HSet(ctx, k,
+			"user_id", e.UserID,
+			"display_name", e.DisplayName,
+			"return_url", e.ReturnURL,
+			"proof", string(e.Proof),
+			"created_ms", e.CreatedAt.UnixMilli(),
+			"expires_ms", e.ExpiresAt.UnixMilli(),
+			"first_factor", flag(e.FirstFactor),
+			"needs_activation", flag(e.NeedsActivation),
+			"activated", flag(e.Activated),
+		)
+		p.PExpire(ctx, k, keep)
+		return nil
+	})
+	if err == nil {
+		err = s.rdb.Set(ctx, sessionIndex(e.TokenHash), e.UserID, keep).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("redisstore: create enrollment: %w", err)
+	}
+	return nil
+}
+
+// Enrollment finds a session: the index gives its user, then the session
+// is read under the user's hash tag (two round trips).
+func (s *Store) Enrollment(ctx context.Context, tokenHash string, now time.Time) (mfa.Enrollment, error) {
+	userID, err := s.rdb.Get(ctx, sessionIndex(tokenHash)).Result()
+	if errors.Is(err, redis.Nil) {
+		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", mfa.ErrNotFound)
+	}
+	if err != nil {
+		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", err)
+	}
+	h, err := s.rdb.HGetAll(ctx, userKeys(userID).session(tokenHash)).Result()
+	if err != nil {
+		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", err)
+	}
+	if len(h) == 0 {
+		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", mfa.ErrNotFound)
+	}
+	created, err1 := strconv.ParseInt(h["created_ms"], 10, 64)
+	expires, err2 := strconv.ParseInt(h["expires_ms"], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: corrupt session: %w", err)
+	}
+	if now.UnixMilli() >= expires {
+		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", mfa.ErrNotFound)
+	}
+	return mfa.Enrollment{
+		TokenHash:       tokenHash,
+		UserID:          h["user_id"],
+		DisplayName:     h["display_name"],
+		ReturnURL:       h["return_url"],
+		Proof:           mfa.Proof(h["proof"]),
+		CreatedAt:       time.UnixMilli(created).UTC(),
+		ExpiresAt:       time.UnixMilli(expires).UTC(),
+		FirstFactor:     h["first_factor"] == "1",
+		NeedsActivation: h["needs_activation"] == "1",
+		Activated:       h["activated"] == "1",
+	}, nil
+}
+
+// PutActivationCode stores a user's activation code hash, replacing any
+// previous one.
+func (s *Store) PutActivationCode(ctx context.Context, userID, codeHash string, expiresAt time.Time) error {
+	k := userKeys(userID).activation()
+	// No now argument here: Redis keeps the code by the wall clock, with a
+	// floor (see keepFor); ActivateEnrollment checks expiresAt with its now.
+	keep := keepFor(expiresAt, time.Time{})
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, k)
+		p.HSet(ctx, k, "hash", codeHash, "expires_ms", expiresAt.UnixMilli())
+		p.PExpire(ctx, k, keep)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: put activation code: %w", err)
+	}
+	return nil
+}
+
+// ActivateEnrollment consumes the activation code, in one script.
+func (s *Store) ActivateEnrollment(ctx context.Context, tokenHash, userID, codeHash string, now time.Time) error {
+	k := userKeys(userID)
+	n, err := activateEnrollmentScript.Run(ctx, s.rdb,
+		[]string{k.session(tokenHash), k.activation()}, codeHash, now.UnixMilli()).Int()
+	if err != nil {
+		return fmt.Errorf("redisstore: activate enrollment: %w", err)
+	}
+	return status("activate enrollment", n)
+}
+
+// PutPendingFactor stores an unconfirmed factor.
+func (s *Store) PutPendingFactor(ctx context.Context, userID string, f mfa.Factor, expiresAt time.Time) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("redisstore: put pending factor: %w", err)
+	}
+	k := userKeys(userID).pending(f.ID)
+	keep := keepFor(expiresAt, f.CreatedAt)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, "factor", b, "expires_ms", expiresAt.UnixMilli())
+		p.PExpire(ctx, k, keep)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: put pending factor: %w", err)
+	}
+	return nil
+}
+
+// PendingFactor returns an unconfirmed factor.
+func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now time.Time) (mfa.Factor, error) {
+	v, err := s.rdb.HMGet(ctx, userKeys(userID).pending(factorID), "factor", "expires_ms").Result()
+	if err != nil {
+		return mfa.Factor{}, fmt.Errorf("redisstore: pending factor: %w", err)
+	}
+	js, ok1 := v[0].(string)
+	exp, ok2 := v[1].(string)
+	if !ok1 || !ok2 {
+		return mfa.Factor{}, fmt.Errorf("redisstore: pending factor: %w", mfa.ErrNotFound)
+	}
+	expires, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil {
+		return mfa.Factor{}, fmt.Errorf("redisstore: pending factor: corrupt expiry: %w", err)
+	}
+	if now.UnixMilli() >= expires {
+		return mfa.Factor{}, fmt.Errorf("redisstore: pending factor: %w", mfa.ErrNotFound)
+	}
+	var f mfa.Factor
+	if err := json.Unmarshal([]byte(js), &f); err != nil {
+		return mfa.Factor{}, fmt.Errorf("redisstore: pending factor %s: %w", factorID, err)
+	}
+	return f, nil
+}
+
+// ConfirmFactor confirms a pending factor and completes its session, in one
+// script; then it deletes the session's index, which lies in another slot.
+func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
+	if c.Step < 0 || c.Step > maxStep {
+		return fmt.Errorf("redisstore: confirm factor: step %d out of range", c.Step)
+	}
+	k := userKeys(c.UserID)
+	n, err := confirmFactorScript.Run(ctx, s.rdb,
+		[]string{k.session(c.TokenHash), k.pending(c.FactorID), k.factors(), k.steps()},
+		c.FactorID, c.Step, c.Now.UnixMilli(), flag(c.FirstFactor)).Int()
+	if err != nil {
+		return fmt.Errorf("redisstore: confirm factor: %w", err)
+	}
+	if err := status("confirm factor", n); err != nil {
+		return err
+	}
+	// Best effort: an index without its session finds nothing, and expires.
+	s.rdb.Del(ctx, sessionIndex(c.TokenHash))
+	return nil
+}
+
+// status turns a script's status code into the error that mfa.Store documents.
+func status(op string, n int) error {
+	switch n {
+	case statusOK:
+		return nil
+	case statusNotFound:
+		return fmt.Errorf("redisstore: %s: %w", op, mfa.ErrNotFound)
+	case statusConflict:
+		return fmt.Errorf("redisstore: %s: %w", op, mfa.ErrConflict)
+	case statusWrongCode:
+		return fmt.Errorf("redisstore: %s: %w", op, mfa.ErrWrongCode)
+	}
+	return fmt.Errorf("redisstore: %s: unexpected script status %d", op, n)
+}
+
+// decodeFactors decodes the hash of confirmed factors, sets their last use
+// from the hash used, and sorts them oldest first.
+func decodeFactors(factors, used map[string]string) ([]mfa.Factor, error) {
+	fs := make([]mfa.Factor, 0, len(factors))
+	for id, js := range factors {
+		var f mfa.Factor
+		if err := json.Unmarshal([]byte(js), &f); err != nil {
+			return nil, fmt.Errorf("factor %s: %w", id, err)
+		}
+		if v, ok := used[id]; ok {
+			ms, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("factor %s: last use: %w", id, err)
+			}
+			f.LastUsedAt = time.UnixMilli(ms).UTC()
+		}
+		fs = append(fs, f)
+	}
+	slices.SortFunc(fs, func(a, b mfa.Factor) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return fs, nil
+}
+
+// pairs turns the reply of HGETALL inside a script, a flat list of field
+// and value, into a map.
+func pairs(v any) (map[string]string, error) {
+	list, ok := v.([]any)
+	if !ok || len(list)%2 != 0 {
+		return nil, fmt.Errorf("unexpected HGETALL reply %T", v)
+	}
+	m := make(map[string]string, len(list)/2)
+	for i := 0; i < len(list); i += 2 {
+		k, ok1 := list[i].(string)
+		v, ok2 := list[i+1].(string)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("unexpected HGETALL reply element %T", list[i])
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// optionalTime reads a time in unix ms; missing, empty or 0 is the zero time.
+func optionalTime(c *redis.StringCmd) (time.Time, error) {
+	v, err := c.Result()
+	if errors.Is(err, redis.Nil) || v == "" || v == "0" {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
+
+// minKeep is the shortest time Redis keeps a record that expires.
+const minKeep = time.Minute
+
+// keepFor is how long Redis keeps a record that expires at expiresAt, from
+// the caller's now (created), or from the wall clock if created is zero.
+// Redis expiry only reclaims memory: reads compare the stored expiry with
+// the caller's now, which tests inject. The floor minKeep keeps a record
+// whose expiry, by a caller's clock behind the wall clock (a test clock),
+// is still to come.
+func keepFor(expiresAt, created time.Time) time.Duration {
+	if created.IsZero() {
+		created = time.Now()
+	}
+	return max(expiresAt.Sub(created), minKeep)
+}
+
+// ceilMilli is d in milliseconds, rounded up.
+func ceilMilli(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
