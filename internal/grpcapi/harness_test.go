@@ -215,3 +215,5 @@ func wantCode(t testing.TB, what string, err error, want codes.Code) {
 		t.Fatalf("%s: got %v (%v), want %v", what, got, err, want)
 	}
 }
+
+func base32Enc(b []byte) string { return base32.StdEncoding.EncodeToString(b) }
