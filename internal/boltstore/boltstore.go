@@ -3,10 +3,11 @@
 //
 // Each user is one record (factors, last TOTP steps, attempt counter,
 // pending factors, activation code), so every check-and-set of a user is one
-// read-modify-write in one transaction. Writes go through bbolt's Batch,
-// which groups concurrent transactions into one commit and one fsync: every
+// read-modify-write in one transaction. Every
 // verification writes (the TOTP step advance), and one fsync per
-// verification would cap throughput at the disk's sync rate.
+// verification would cap throughput at the disk's sync rate. Writes go
+// through a group committer (commit.go): concurrent transactions share one
+// commit and one fsync, and a lone one does not wait for company.
 package boltstore
 
 import (
@@ -31,6 +32,7 @@ var (
 // Store is an mfa.Store in a bbolt file.
 type Store struct {
 	db *bolt.DB
+	w  *committer
 }
 
 var _ mfa.Store = (*Store)(nil)
@@ -57,11 +59,14 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: create buckets: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, w: newCommitter(db)}, nil
 }
 
 // Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.w.close()
+	return s.db.Close()
+}
 
 // userRec is everything the store keeps of one user.
 type userRec struct {
@@ -114,11 +119,11 @@ func putUser(tx *bolt.Tx, id string, u *userRec) error {
 	return tx.Bucket(usersBucket).Put([]byte(id), b)
 }
 
-// update runs fn on a user's record in a batched transaction and writes the
-// record back if fn reports a change. fn may run more than once (Batch
-// retries), so it must only touch the record and its own results.
+// update runs fn on a user's record in a group-committed transaction and writes the
+// record back if fn reports a change. fn may run more than once (group
+// commit retries), so it must only touch the record and its own results.
 func (s *Store) update(op, userID string, fn func(tx *bolt.Tx, u *userRec) (changed bool, err error)) error {
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.w.write(func(tx *bolt.Tx) error {
 		u, err := getUser(tx, userID)
 		if err != nil {
 			return err
@@ -207,7 +212,7 @@ func (s *Store) CreateEnrollment(_ context.Context, e mfa.Enrollment) error {
 	if err != nil {
 		return fmt.Errorf("boltstore: create enrollment: %w", err)
 	}
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	err = s.w.write(func(tx *bolt.Tx) error {
 		return tx.Bucket(enrollmentsBucket).Put([]byte(e.TokenHash), b)
 	})
 	if err != nil {
@@ -257,7 +262,7 @@ func (s *Store) PutActivationCode(_ context.Context, userID, codeHash string, ex
 // ActivateEnrollment implements mfa.Store.
 func (s *Store) ActivateEnrollment(_ context.Context, tokenHash, userID, codeHash string, now time.Time) error {
 	// Outcomes are returned through result, not as the batch function's
-	// error: an error makes Batch roll back and rerun the whole batch.
+	// error: an error makes the group commit roll back and rerun its group.
 	var result error
 	err := s.update("activate enrollment", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
 		result = nil

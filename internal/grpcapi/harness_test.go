@@ -3,6 +3,7 @@ package grpcapi_test
 import (
 	"context"
 	"encoding/base32"
+	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
@@ -217,3 +218,24 @@ func wantCode(t testing.TB, what string, err error, want codes.Code) {
 }
 
 func base32Enc(b []byte) string { return base32.StdEncoding.EncodeToString(b) }
+
+// wrongCode returns a code of the right length that matches none of the
+// steps the server accepts at the env's clock.
+func (e *env) wrongCode(t testing.TB, u enrolled) string {
+	t.Helper()
+	step := u.params.Step(e.clock.Now())
+	taken := map[string]bool{}
+	for s := step - 1; s <= step+1; s++ {
+		c, err := totp.Code(u.secret, u.params, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken[c] = true
+	}
+	for n := 0; ; n++ {
+		c := fmt.Sprintf("%0*d", u.params.Digits, n)
+		if !taken[c] {
+			return c
+		}
+	}
+}
