@@ -73,18 +73,20 @@ var methodRoles = map[string]Role{
 type Callers map[string]Caller
 
 // ParseCaller reads a caller written as NAME:ROLE[+ROLE]:SHA256HEX, where
-// SHA256HEX is the hex SHA-256 of the caller's bearer token.
+// SHA256HEX is the hex SHA-256 of the caller's bearer token. Errors repeat
+// no part of the line but a mistyped role: the hash fingerprints a credential
+// and the errors go to the log.
 func ParseCaller(s string) (hash string, c Caller, err error) {
 	parts := strings.Split(strings.TrimSpace(s), ":")
 	if len(parts) != 3 {
-		return "", Caller{}, fmt.Errorf("caller %q: want NAME:ROLE[+ROLE]:SHA256HEX", redactHash(s))
+		return "", Caller{}, fmt.Errorf("caller: %d fields separated by ':', want NAME:ROLE[+ROLE]:SHA256HEX", len(parts))
 	}
 	name, roles, hash := parts[0], parts[1], strings.ToLower(parts[2])
 	if name == "" || len(name) > 64 {
-		return "", Caller{}, fmt.Errorf("caller %q: name must be 1 to 64 bytes", name)
+		return "", Caller{}, errors.New("caller: name must be 1 to 64 bytes")
 	}
 	if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
-		return "", Caller{}, fmt.Errorf("caller %q: token hash must be 64 hex digits (secondfactor token new prints it)", name)
+		return "", Caller{}, errors.New("caller: token hash must be 64 hex digits (secondfactor token new prints it)")
 	}
 	for _, r := range strings.Split(roles, "+") {
 		switch Role(r) {
@@ -96,14 +98,6 @@ func ParseCaller(s string) (hash string, c Caller, err error) {
 	}
 	c.Name = name
 	return hash, c, nil
-}
-
-// redactHash keeps a mistyped caller line's last field out of an error.
-func redactHash(s string) string {
-	if i := strings.LastIndexByte(s, ':'); i >= 0 {
-		return s[:i+1] + "…"
-	}
-	return "…"
 }
 
 type callerKey struct{}

@@ -52,11 +52,13 @@ func NewRing(keys []Key) (*Ring, error) {
 	}
 	r := &Ring{primary: keys[0].ID, aeads: make(map[string]cipher.AEAD, len(keys))}
 	for i, k := range keys {
+		// Errors name a key by position: a key typed where its id
+		// belongs must not reach the log.
 		if !keyID.MatchString(k.ID) {
-			return nil, fmt.Errorf("seal: key %d: id %q: want 1 to 32 of A-Z a-z 0-9 _ . -", i+1, k.ID)
+			return nil, fmt.Errorf("seal: key %d: id must be 1 to 32 of A-Z a-z 0-9 _ . - (id:base64key)", i+1)
 		}
 		if len(k.Bytes) != KeySize {
-			return nil, fmt.Errorf("seal: key %q: %d bytes, want %d", k.ID, len(k.Bytes), KeySize)
+			return nil, fmt.Errorf("seal: key %d: %d bytes, want %d", i+1, len(k.Bytes), KeySize)
 		}
 		if _, dup := r.aeads[k.ID]; dup {
 			return nil, fmt.Errorf("seal: key id %q appears twice", k.ID)
@@ -128,7 +130,7 @@ func ParseKeys(text string) ([]Key, error) {
 		if err != nil {
 			// The error text of the decoder holds no key material, but say
 			// no more than where the problem is.
-			return nil, fmt.Errorf("seal: key %q: not valid base64", id)
+			return nil, fmt.Errorf("seal: key %d: not valid base64 (id:base64key)", len(keys)+1)
 		}
 		keys = append(keys, Key{ID: strings.TrimSpace(id), Bytes: b})
 	}

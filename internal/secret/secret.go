@@ -34,6 +34,10 @@ func (String) GoString() string { return Redacted }
 // LogValue returns "REDACTED" for log/slog.
 func (String) LogValue() slog.Value { return slog.StringValue(Redacted) }
 
+// MarshalJSON returns "REDACTED", for loggers and encoders that marshal
+// structs holding a secret.
+func (String) MarshalJSON() ([]byte, error) { return []byte(`"` + Redacted + `"`), nil }
+
 // Reveal returns the secret value.
 func (s String) Reveal() string { return string(s) }
 
