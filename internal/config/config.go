@@ -85,7 +85,7 @@ func Load(name string, args []string, getenv func(string) string, out io.Writer)
 	fs.SetOutput(out)
 	fs.StringVar(&c.DataDir, "data-dir", "data", "folder for the embedded store, generated keys and the local token")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:7070", "gRPC listen address; anything but loopback needs -tls-cert and -tls-key")
-	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:7080", "HTTP listen address for /healthz and /metrics; empty to disable")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:7080", "HTTP listen address for /healthz and /metrics; off (or empty) to disable")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for the gRPC server")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM) for the gRPC server")
 	fs.StringVar(&c.Store, "store", "bolt", "state store: bolt (embedded file in -data-dir, one node) or redis (several replicas)")
@@ -142,6 +142,9 @@ Flags:
 	})
 	if err != nil {
 		return Config{}, err
+	}
+	if c.HTTPAddr == "off" {
+		c.HTTPAddr = ""
 	}
 	return c, c.Validate()
 }
