@@ -1,0 +1,344 @@
+// Command secondfactor is the admin and operator CLI of secondfactord: it
+// mints caller tokens, looks users up, opens enrolments, issues activation
+// codes, enrols a TOTP factor from the terminal and checks codes. It is a gRPC
+// client of the server; run "secondfactor -h" for the subcommands.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func main() {
+	a := &app{
+		stdin:    bufio.NewReader(os.Stdin),
+		stdout:   os.Stdout,
+		stderr:   os.Stderr,
+		getenv:   os.Getenv,
+		stdinTTY: isTerminal(os.Stdin),
+	}
+	os.Exit(a.run(context.Background(), os.Args[1:]))
+}
+
+// app is one run of the CLI: its input, outputs and environment.
+type app struct {
+	stdin    *bufio.Reader
+	stdout   io.Writer
+	stderr   io.Writer
+	getenv   func(string) string
+	stdinTTY bool // prompt on stderr before reading stdin
+
+	tokenSource string // where dial found the bearer token, for error hints
+}
+
+func (a *app) envOr(key, def string) string {
+	if v := a.getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// command is one subcommand, "group verb".
+type command struct {
+	name     string // "user show"
+	synopsis string // arguments and main flags, after the name
+	summary  string // one line, for the top-level usage
+	help     string // what it does, for -h
+	run      func(ctx context.Context, a *app, cmd *command, args []string) error
+}
+
+// commands lists the subcommands in the order of the top-level usage.
+var commands = []*command{
+	{
+		name: "token new", synopsis: "-name NAME -role ROLE[+ROLE]",
+		summary: "mint a caller token and its server config line (local, no server call)",
+		help: `Generates a 256-bit random bearer token and prints it, then, on a second
+line, the caller entry NAME:ROLES:SHA256HEX to add to SECONDFACTOR_CALLERS on
+the server (comma-separated entries). The server stores only the hash: keep
+the token secret and give it to the caller (SECONDFACTOR_TOKEN). Roles are
+"portal" and "admin", joined with "+".`,
+		run: runTokenNew,
+	},
+	{
+		name: "user show", synopsis: "USER_ID [-json]",
+		summary: "show whether a user is enrolled or locked, and their factors",
+		help: `Calls GetUser and prints whether the user is enrolled and locked, and a
+table of their confirmed factors. An unknown user is a user with no factor.
+Needs the "portal" role.`,
+		run: runUserShow,
+	},
+	{
+		name: "enroll create", synopsis: "USER_ID -proof password-only|strong|existing-factor [-name DISPLAY_NAME] [-return-url URL]",
+		summary: "open an enrolment session and print its single-use token and link",
+		help: `Calls CreateEnrollment. -proof says how the user was authenticated:
+  password-only    username and password only: under the default policy the
+                   session enrols a first factor only with an activation code
+                   (see "activation issue")
+  strong           strong authentication (CPS card)
+  existing-factor  the user verified an existing factor moments ago; needed to
+                   add a factor to a user who has one
+Prints the token (shown only here), the hosted enrolment URL, the expiry and
+whether an activation code is required. Needs the "portal" role.`,
+		run: runEnrollCreate,
+	},
+	{
+		name: "activation issue", synopsis: "USER_ID -reason TEXT",
+		summary: "issue the activation code of a password-only enrolment",
+		help: `Calls Admin.IssueActivationCode. Do it only after checking the user's
+identity by other means, and say how in -reason (it goes to the audit trail).
+The code is shown only here and replaces any previous one: read it to the user
+or send it through a channel that is not the portal password. Needs the
+"admin" role.`,
+		run: runActivationIssue,
+	},
+	{
+		name: "totp enroll", synopsis: "-token ENROLLMENT_TOKEN -name NAME [-activation-code CODE]",
+		summary: "enrol an authenticator app: QR code in the terminal, then confirm a code",
+		help: `Calls BeginTOTPEnrollment with the token from "enroll create", prints the
+QR code to scan with the authenticator app, the key for manual entry and the
+pending factor's id, then reads a current code from stdin (prompting "code: "
+on a terminal) and confirms it with FinishTOTPEnrollment. Prints the confirmed
+factor and, for a user's first factor, the recovery codes (shown only once).
+
+With -factor-id, skips the first step and only confirms that pending factor
+(with -code, or a code read from stdin), like "totp finish". The QR code draws
+light modules for a light-on-dark terminal; use -invert on a dark-on-light one.
+Needs the "portal" role.`,
+		run: runTOTPEnroll,
+	},
+	{
+		name: "totp finish", synopsis: "-token ENROLLMENT_TOKEN -factor-id ID [-code CODE]",
+		summary: "confirm a pending TOTP factor with a code (second half of totp enroll)",
+		help: `Calls FinishTOTPEnrollment for a pending factor created by "totp enroll", with
+-code or a code read from stdin. Prints the confirmed factor and any recovery
+codes (shown only once). Needs the "portal" role.`,
+		run: runTOTPFinish,
+	},
+	{
+		name: "verify totp", synopsis: "USER_ID CODE [-ip IP]",
+		summary: "check a TOTP code; exit status 0 only when accepted",
+		help: `Calls VerifyTOTP and prints ACCEPTED, REJECTED, or LOCKED with the time until
+the next attempt is evaluated. The exit status is 0 only for ACCEPTED. A code
+is accepted at most once per time step: checking a user's code here uses it
+up. Every rejection counts towards the user's lockout. Needs the "portal" role.`,
+		run: runVerifyTOTP,
+	},
+}
+
+func (a *app) usage(w io.Writer) {
+	fmt.Fprint(w, `secondfactor is the admin and operator CLI of secondfactord (a gRPC client).
+
+usage: secondfactor <command> [arguments] [flags]
+
+commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-17s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, `
+Run "secondfactor <command> -h" for a command's arguments and flags.
+
+Connection (every command but "token new"):
+  -addr host:port   env SECONDFACTOR_ADDR, default %s
+  bearer token      env SECONDFACTOR_TOKEN, else the file -token-file (env
+                    SECONDFACTOR_TOKEN_FILE, default %s: secondfactord
+                    writes it when it runs on loopback with no caller configured)
+  TLS               plaintext only to a loopback address, TLS to any other
+                    (system roots, or -ca FILE); -tls forces it on loopback
+
+Quickstart, next to a secondfactord running on loopback in this directory:
+  secondfactor enroll create alice -proof strong -name "Alice Martin"
+  secondfactor totp enroll -token <token printed above> -name phone
+  secondfactor user show alice
+  secondfactor verify totp alice <code from the app, 30 s later>
+A password-only enrolment also needs an activation code:
+  secondfactor enroll create bob -proof password-only
+  secondfactor activation issue bob -reason "identity checked by phone call"
+  secondfactor totp enroll -token <token> -name phone -activation-code <code>
+A caller for a remote server (add line 2 to its SECONDFACTOR_CALLERS):
+  secondfactor token new -name ops-alice -role admin
+
+Errors go to stderr as "secondfactor: <gRPC code>: <message>", exit status 1;
+usage errors exit with status 2.
+`, defaultAddr, defaultTokenFile)
+}
+
+// usageError is bad command-line input: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// errFailed ends a run with exit status 1 after the command printed why.
+var errFailed = errors.New("failed")
+
+// run runs the CLI on args (without the program name) and returns the exit
+// status.
+func (a *app) run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		a.usage(a.stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		a.usage(a.stdout)
+		return 0
+	}
+	if strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(a.stderr, "secondfactor: flags go after the command, as in: secondfactor user show -addr host:port USER_ID\n")
+		return 2
+	}
+	var cmd *command
+	var verbs []string
+	for _, c := range commands {
+		group, verb, _ := strings.Cut(c.name, " ")
+		if group != args[0] {
+			continue
+		}
+		verbs = append(verbs, verb)
+		if len(args) > 1 && args[1] == verb {
+			cmd = c
+		}
+	}
+	switch {
+	case len(verbs) == 0:
+		fmt.Fprintf(a.stderr, "secondfactor: unknown command %q\nRun \"secondfactor -h\" for the commands.\n", args[0])
+		return 2
+	case cmd == nil:
+		fmt.Fprintf(a.stderr, "secondfactor: %s wants one of: %s\nRun \"secondfactor -h\" for the commands.\n",
+			args[0], strings.Join(verbs, ", "))
+		return 2
+	}
+
+	err := cmd.run(ctx, a, cmd, args[2:])
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errFailed):
+		return 1
+	case errors.As(err, &ue):
+		fmt.Fprintf(a.stderr, "secondfactor %s: %s\nRun \"secondfactor %s -h\" for usage.\n", cmd.name, ue.msg, cmd.name)
+		return 2
+	case errors.Is(err, errFlagParse):
+		return 2 // the flag package has printed the error and the usage
+	}
+	if st, ok := status.FromError(err); ok {
+		fmt.Fprintf(a.stderr, "secondfactor: %s: %s\n", st.Code(), st.Message())
+		if hint := a.hintFor(st.Code()); hint != "" {
+			fmt.Fprintf(a.stderr, "secondfactor: hint: %s\n", hint)
+		}
+		return 1
+	}
+	fmt.Fprintf(a.stderr, "secondfactor: %v\n", err)
+	return 1
+}
+
+func (a *app) hintFor(c codes.Code) string {
+	switch c {
+	case codes.Unauthenticated:
+		return "the server did not accept the bearer token read from " + a.tokenSource
+	case codes.PermissionDenied:
+		return "this caller lacks the role the method needs (see the command's -h)"
+	case codes.Unavailable:
+		return "is secondfactord running at -addr, and does it expect TLS (-tls, -ca)?"
+	}
+	return ""
+}
+
+// errFlagParse is a flag the flag package rejected; it has printed why.
+var errFlagParse = errors.New("bad flag")
+
+// flagSet returns the flag set of cmd, its -h printing the command's help.
+func (a *app) flagSet(cmd *command) *flag.FlagSet {
+	fs := flag.NewFlagSet("secondfactor "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: secondfactor %s %s\n\n%s\n\nflags:\n", cmd.name, cmd.synopsis, cmd.help)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args with fs, flags and positional arguments in any order
+// ("--" ends the flags), and checks there are exactly len(names) positional
+// arguments, none empty.
+func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			pos = append(pos, arg)
+			continue
+		}
+		flags = append(flags, arg)
+		name := strings.TrimLeft(arg, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // fs.Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errFlagParse
+	}
+	if len(pos) != len(names) {
+		if len(names) == 0 {
+			return nil, usageErrorf("unexpected argument %q", pos[0])
+		}
+		return nil, usageErrorf("want %s, got %d argument(s)", strings.Join(names, " "), len(pos))
+	}
+	for i, p := range pos {
+		if strings.TrimSpace(p) == "" {
+			return nil, usageErrorf("%s is empty", names[i])
+		}
+	}
+	return pos, nil
+}
+
+// required checks that the named string flags were given a non-blank value.
+func required(fs *flag.FlagSet, names ...string) error {
+	for _, n := range names {
+		if strings.TrimSpace(fs.Lookup(n).Value.String()) == "" {
+			return usageErrorf("-%s is required", n)
+		}
+	}
+	return nil
+}
+
+// isTerminal reports whether f is a character device, such as a terminal.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
