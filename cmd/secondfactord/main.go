@@ -31,6 +31,7 @@ import (
 	"github.com/secondfactor/secondfactor/internal/config"
 	"github.com/secondfactor/secondfactor/internal/grpcapi"
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/passkey"
 	"github.com/secondfactor/secondfactor/internal/redisstore"
 	"github.com/secondfactor/secondfactor/internal/seal"
 	"github.com/secondfactor/secondfactor/internal/totp"
@@ -74,9 +75,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer closeStore()
 
+	rp, err := passkey.New(passkey.Config{
+		RPID:             cfg.WebAuthnRPID,
+		RPDisplayName:    cfg.WebAuthnRPName,
+		Origins:          cfg.WebAuthnOrigins,
+		UserVerification: cfg.WebAuthnUserVerification,
+		ResidentKey:      cfg.WebAuthnResidentKey,
+		Attestation:      cfg.WebAuthnAttestation,
+		AAGUIDs:          cfg.WebAuthnAAGUIDs,
+		RefuseSynced:     cfg.WebAuthnRefuseSynced,
+		Timeout:          cfg.WebAuthnTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("webauthn settings (-webauthn-*): %w", err)
+	}
 	svc, err := mfa.New(mfa.Options{
 		Store:  store,
 		Ring:   ring,
+		RP:     rp,
 		Policy: mfa.Policy(cfg.Policy),
 		Issuer: cfg.Issuer,
 		TOTP:   totp.Params{Algorithm: totp.Algorithm(cfg.TOTPAlgorithm), Digits: cfg.TOTPDigits, Period: 30 * time.Second},

@@ -27,6 +27,8 @@ import (
 var (
 	usersBucket       = []byte("users")
 	enrollmentsBucket = []byte("enrollments")
+	credentialsBucket = []byte("credentials") // WebAuthn credential ID → user ID
+	challengesBucket  = []byte("challenges")
 )
 
 // Store is an mfa.Store in a bbolt file.
@@ -48,7 +50,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{usersBucket, enrollmentsBucket} {
+		for _, b := range [][]byte{usersBucket, enrollmentsBucket, credentialsBucket, challengesBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -79,6 +81,7 @@ type userRec struct {
 	LastVerifiedAt time.Time             `json:"last_verified,omitzero"`
 	Pending        map[string]pendingRec `json:"pending,omitempty"`
 	Activation     *activationRec        `json:"activation,omitempty"`
+	Recovery       []string              `json:"recovery,omitempty"` // hashes of recovery codes
 }
 
 type pendingRec struct {
@@ -95,9 +98,15 @@ func (u *userRec) factor(id string) int {
 	return slices.IndexFunc(u.Factors, func(f mfa.Factor) bool { return f.ID == id })
 }
 
+// succeeded records a verification at now: failures and lock are reset.
+func (u *userRec) succeeded(now time.Time) {
+	u.Failures, u.Lockouts, u.LockedUntil, u.LastFailure = 0, 0, time.Time{}, time.Time{}
+	u.LastVerifiedAt = now
+}
+
 // empty reports whether the record holds nothing worth keeping at now.
 func (u *userRec) empty(now time.Time, failureTTL time.Duration) bool {
-	return len(u.Factors) == 0 && len(u.Pending) == 0 && u.Activation == nil &&
+	return len(u.Factors) == 0 && len(u.Pending) == 0 && u.Activation == nil && len(u.Recovery) == 0 &&
 		!now.Before(u.LockedUntil) && (u.Failures == 0 || now.Sub(u.LastFailure) > failureTTL)
 }
 
@@ -149,6 +158,7 @@ func (s *Store) User(_ context.Context, userID string) (mfa.User, error) {
 			return err
 		}
 		out.Factors, out.LockedUntil, out.LastVerifiedAt = u.Factors, u.LockedUntil, u.LastVerifiedAt
+		out.RecoveryCodes = len(u.Recovery)
 		return nil
 	})
 	if err != nil {
@@ -197,8 +207,7 @@ func (s *Store) AcceptTOTPStep(_ context.Context, userID, factorID string, step 
 			u.Steps = map[string]int64{}
 		}
 		u.Steps[factorID] = step
-		u.Failures, u.Lockouts, u.LockedUntil, u.LastFailure = 0, 0, time.Time{}, time.Time{}
-		u.LastVerifiedAt = now
+		u.succeeded(now)
 		u.Factors[i].LastUsedAt = now
 		accepted = true
 		return true, nil
@@ -338,27 +347,150 @@ func (s *Store) ConfirmFactor(_ context.Context, c mfa.Confirmation) error {
 		if err != nil {
 			return false, err
 		}
-		p, ok := u.Pending[c.FactorID]
+		f := c.Factor
+		if f == nil {
+			if p, ok := u.Pending[c.FactorID]; ok && c.Now.Before(p.ExpiresAt) {
+				f = &p.Factor
+			}
+		}
+		creds := tx.Bucket(credentialsBucket)
 		switch {
 		case !e.Usable():
 			result = fmt.Errorf("enrolment session not activated: %w", mfa.ErrConflict)
-		case !ok || !c.Now.Before(p.ExpiresAt):
+		case f == nil:
 			result = fmt.Errorf("pending factor: %w", mfa.ErrNotFound)
 		case c.FirstFactor && len(u.Factors) > 0:
 			result = fmt.Errorf("user already has a factor: %w", mfa.ErrConflict)
+		case f.WebAuthn != nil && creds.Get(f.WebAuthn.CredentialID) != nil:
+			result = mfa.ErrDuplicate
 		}
 		if result != nil {
 			return false, nil
 		}
-		delete(u.Pending, c.FactorID)
-		u.Factors = append(u.Factors, p.Factor)
-		if p.Factor.Kind == mfa.KindTOTP {
+		delete(u.Pending, f.ID)
+		u.Factors = append(u.Factors, *f)
+		if f.Kind == mfa.KindTOTP {
 			if u.Steps == nil {
 				u.Steps = map[string]int64{}
 			}
-			u.Steps[c.FactorID] = c.Step
+			u.Steps[f.ID] = c.Step
+		}
+		if f.WebAuthn != nil {
+			if err := creds.Put(f.WebAuthn.CredentialID, []byte(c.UserID)); err != nil {
+				return false, err
+			}
+		}
+		if len(c.RecoveryHashes) > 0 {
+			u.Recovery = slices.Clone(c.RecoveryHashes)
 		}
 		return true, tx.Bucket(enrollmentsBucket).Delete([]byte(c.TokenHash))
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+type challengeRec struct {
+	mfa.Challenge
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// PutChallenge implements mfa.Store.
+func (s *Store) PutChallenge(_ context.Context, id string, c mfa.Challenge, expiresAt time.Time) error {
+	b, err := json.Marshal(challengeRec{Challenge: c, ExpiresAt: expiresAt})
+	if err == nil {
+		err = s.w.write(func(tx *bolt.Tx) error { return tx.Bucket(challengesBucket).Put([]byte(id), b) })
+	}
+	if err != nil {
+		return fmt.Errorf("boltstore: put challenge: %w", err)
+	}
+	return nil
+}
+
+// TakeChallenge implements mfa.Store.
+func (s *Store) TakeChallenge(_ context.Context, id string, now time.Time) (mfa.Challenge, error) {
+	var rec *challengeRec
+	err := s.w.write(func(tx *bolt.Tx) error {
+		rec = nil
+		b := tx.Bucket(challengesBucket)
+		v := b.Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		var r challengeRec
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("challenge record: %w", err)
+		}
+		rec = &r
+		return b.Delete([]byte(id))
+	})
+	if err != nil {
+		return mfa.Challenge{}, fmt.Errorf("boltstore: take challenge: %w", err)
+	}
+	if rec == nil || !now.Before(rec.ExpiresAt) {
+		return mfa.Challenge{}, fmt.Errorf("boltstore: take challenge: %w", mfa.ErrNotFound)
+	}
+	return rec.Challenge, nil
+}
+
+// AcceptAssertion implements mfa.Store.
+func (s *Store) AcceptAssertion(_ context.Context, userID, factorID string, use mfa.AssertionUse, now time.Time) (bool, error) {
+	var accepted bool
+	err := s.update("accept assertion", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+		accepted = false
+		i := u.factor(factorID)
+		if i < 0 || u.Factors[i].WebAuthn == nil {
+			return false, nil
+		}
+		w := u.Factors[i].WebAuthn
+		if use.SignCount <= w.SignCount && (use.SignCount != 0 || w.SignCount != 0) {
+			return false, nil
+		}
+		w.SignCount, w.BackupState, w.UserVerified = use.SignCount, use.BackupState, use.UserVerified
+		u.Factors[i].LastUsedAt = now
+		u.succeeded(now)
+		accepted = true
+		return true, nil
+	})
+	return accepted, err
+}
+
+// ConsumeRecoveryCode implements mfa.Store.
+func (s *Store) ConsumeRecoveryCode(_ context.Context, userID, codeHash string, now time.Time) (ok bool, remaining int, err error) {
+	err = s.update("consume recovery code", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+		ok, remaining = false, len(u.Recovery)
+		i := slices.IndexFunc(u.Recovery, func(h string) bool { return secret.Equal(h, codeHash) })
+		if i < 0 {
+			return false, nil
+		}
+		u.Recovery = slices.Delete(u.Recovery, i, i+1)
+		u.succeeded(now)
+		ok, remaining = true, len(u.Recovery)
+		return true, nil
+	})
+	return ok, remaining, err
+}
+
+// ReplaceRecoveryCodes implements mfa.Store.
+func (s *Store) ReplaceRecoveryCodes(_ context.Context, tokenHash, userID string, hashes []string, now time.Time) error {
+	var result error
+	err := s.update("replace recovery codes", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
+		result = nil
+		e, err := getEnrollment(tx, tokenHash, now)
+		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != userID {
+			result = fmt.Errorf("enrolment session: %w", mfa.ErrNotFound)
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !e.Usable() || e.FirstFactor || len(u.Factors) == 0 {
+			result = fmt.Errorf("enrolment session cannot replace recovery codes: %w", mfa.ErrConflict)
+			return false, nil
+		}
+		u.Recovery = slices.Clone(hashes)
+		return true, tx.Bucket(enrollmentsBucket).Delete([]byte(tokenHash))
 	})
 	if err != nil {
 		return err
@@ -378,6 +510,16 @@ func (s *Store) Sweep(now time.Time, failureTTL time.Duration) (deleted int, err
 			var e mfa.Enrollment
 			if json.Unmarshal(v, &e) != nil || !now.Before(e.ExpiresAt) {
 				if err := ec.Delete(); err != nil {
+					return err
+				}
+				deleted++
+			}
+		}
+		cc := tx.Bucket(challengesBucket).Cursor()
+		for k, v := cc.First(); k != nil; k, v = cc.Next() {
+			var c challengeRec
+			if json.Unmarshal(v, &c) != nil || !now.Before(c.ExpiresAt) {
+				if err := cc.Delete(); err != nil {
 					return err
 				}
 				deleted++

@@ -51,8 +51,19 @@ type Config struct {
 	FreshVerification time.Duration
 	PublicURL         string
 	ReturnURLs        []string
-	MaxRequestBytes   int
-	LogLevel          string
+
+	WebAuthnRPID             string
+	WebAuthnRPName           string
+	WebAuthnOrigins          []string
+	WebAuthnUserVerification string
+	WebAuthnResidentKey      string
+	WebAuthnAttestation      string
+	WebAuthnAAGUIDs          []string
+	WebAuthnRefuseSynced     bool
+	WebAuthnTimeout          time.Duration
+
+	MaxRequestBytes int
+	LogLevel        string
 }
 
 // EnvPrefix starts the name of every environment variable.
@@ -110,6 +121,15 @@ func Load(name string, args []string, getenv func(string) string, out io.Writer)
 	fs.DurationVar(&c.FreshVerification, "fresh-verification", 5*time.Minute, "how recent a verification must be to back PROOF_EXISTING_FACTOR")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of the web UI, e.g. https://mfa.example.org (enrolment links)")
 	fs.Var(listFlag{&c.ReturnURLs}, "return-urls", "allowed return URLs after enrolment or verification, exact match, comma-separated")
+	fs.StringVar(&c.WebAuthnRPID, "webauthn-rp-id", "localhost", "WebAuthn relying party ID: the portal's domain, e.g. portal.example (not an IP address)")
+	fs.StringVar(&c.WebAuthnRPName, "webauthn-rp-name", "secondfactor", "WebAuthn relying party name shown by browsers")
+	fs.Var(listFlag{&c.WebAuthnOrigins}, "webauthn-origins", "origins allowed in WebAuthn ceremonies, exact, comma-separated: https://…, or http://localhost:PORT for development (default http://localhost:7080)")
+	fs.StringVar(&c.WebAuthnUserVerification, "webauthn-user-verification", "preferred", "WebAuthn user verification (PIN, biometrics): preferred, required or discouraged")
+	fs.StringVar(&c.WebAuthnResidentKey, "webauthn-resident-key", "discouraged", "WebAuthn discoverable credentials: discouraged, preferred or required")
+	fs.StringVar(&c.WebAuthnAttestation, "webauthn-attestation", "none", "WebAuthn attestation conveyance: none, indirect, direct or enterprise")
+	fs.Var(listFlag{&c.WebAuthnAAGUIDs}, "webauthn-aaguids", "if set, the only authenticator models (AAGUIDs, hex) accepted at registration, comma-separated")
+	fs.BoolVar(&c.WebAuthnRefuseSynced, "webauthn-refuse-synced", false, "refuse backup-eligible (synced) passkeys: only device-bound keys")
+	fs.DurationVar(&c.WebAuthnTimeout, "webauthn-timeout", 5*time.Minute, "lifetime of a WebAuthn challenge")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", 64<<10, "largest gRPC request accepted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
@@ -145,6 +165,9 @@ Flags:
 	}
 	if c.HTTPAddr == "off" {
 		c.HTTPAddr = ""
+	}
+	if len(c.WebAuthnOrigins) == 0 {
+		c.WebAuthnOrigins = []string{"http://localhost:7080"}
 	}
 	return c, c.Validate()
 }

@@ -47,6 +47,14 @@ func TestLoadDefaults(t *testing.T) {
 		FreshVerification: 5 * time.Minute,
 		MaxRequestBytes:   64 << 10,
 		LogLevel:          "info",
+
+		WebAuthnRPID:             "localhost",
+		WebAuthnRPName:           "secondfactor",
+		WebAuthnOrigins:          []string{"http://localhost:7080"},
+		WebAuthnUserVerification: "preferred",
+		WebAuthnResidentKey:      "discouraged",
+		WebAuthnAttestation:      "none",
+		WebAuthnTimeout:          5 * time.Minute,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

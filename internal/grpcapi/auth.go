@@ -56,6 +56,7 @@ var methodRoles = map[string]Role{
 	sfv1.SecondFactor_BeginWebAuthnLogin_FullMethodName:         RolePortal,
 	sfv1.SecondFactor_FinishWebAuthnLogin_FullMethodName:        RolePortal,
 	sfv1.SecondFactor_VerifyRecoveryCode_FullMethodName:         RolePortal,
+	sfv1.SecondFactor_RegenerateRecoveryCodes_FullMethodName:    RolePortal,
 	sfv1.SecondFactor_CreateVerification_FullMethodName:         RolePortal,
 	sfv1.SecondFactor_RedeemVerification_FullMethodName:         RolePortal,
 	sfv1.Admin_ListFactors_FullMethodName:                       RoleAdmin,

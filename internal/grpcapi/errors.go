@@ -30,6 +30,8 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, mfa.ErrRefused):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, mfa.ErrDuplicate):
+		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, mfa.ErrLocked):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, context.Canceled):

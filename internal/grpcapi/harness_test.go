@@ -19,6 +19,7 @@ import (
 	"github.com/secondfactor/secondfactor/internal/boltstore"
 	"github.com/secondfactor/secondfactor/internal/grpcapi"
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/passkey"
 	"github.com/secondfactor/secondfactor/internal/redisstore"
 	"github.com/secondfactor/secondfactor/internal/redistest"
 	"github.com/secondfactor/secondfactor/internal/seal"
@@ -81,10 +82,14 @@ type env struct {
 }
 
 type envOptions struct {
-	policy mfa.Policy
-	limits mfa.Limits
-	params totp.Params
+	policy  mfa.Policy
+	limits  mfa.Limits
+	params  totp.Params
+	passkey passkey.Config // RPID and Origins default to portal.example
 }
+
+// origin is the portal's origin in WebAuthn tests.
+const origin = "https://portal.example"
 
 func newEnv(t testing.TB, kind string, o envOptions) *env {
 	t.Helper()
@@ -94,8 +99,16 @@ func newEnv(t testing.TB, kind string, o envOptions) *env {
 		t.Fatal(err)
 	}
 	clk := newClock()
+	pc := o.passkey
+	if pc.RPID == "" {
+		pc.RPID, pc.Origins = "portal.example", []string{origin}
+	}
+	rp, err := passkey.New(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := mfa.New(mfa.Options{
-		Store: store, Ring: ring, Policy: o.policy, Limits: o.limits, TOTP: o.params,
+		Store: store, Ring: ring, RP: rp, Policy: o.policy, Limits: o.limits, TOTP: o.params,
 		Issuer: "Portail Pro", Now: clk.Now,
 		ReturnURLs: []string{"https://portal.example/mfa/done"},
 	})
@@ -185,14 +198,7 @@ func (e *env) finishTOTP(t testing.TB, userID, token, activation string) enrolle
 	if err != nil {
 		t.Fatalf("BeginTOTPEnrollment: %v", err)
 	}
-	sec, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(b.GetSecret())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := enrolled{userID: userID, secret: sec, factorID: b.GetFactorId(), params: totp.Params{
-		Algorithm: totp.Algorithm(map[sfv1.TOTPAlgorithm]string{1: "SHA1", 2: "SHA256", 3: "SHA512"}[b.GetAlgorithm()]),
-		Digits:    int(b.GetDigits()), Period: b.GetPeriod().AsDuration(),
-	}}
+	u := enrolledFrom(t, userID, b)
 	_, err = e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: token, FactorId: b.GetFactorId(), Code: e.code(t, u)}, asPortal)
 	if err != nil {
 		t.Fatalf("FinishTOTPEnrollment: %v", err)
@@ -238,4 +244,17 @@ func (e *env) wrongCode(t testing.TB, u enrolled) string {
 			return c
 		}
 	}
+}
+
+// enrolledFrom reads a pending TOTP factor's secret and parameters.
+func enrolledFrom(t testing.TB, userID string, b *sfv1.BeginTOTPEnrollmentResponse) enrolled {
+	t.Helper()
+	sec, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(b.GetSecret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enrolled{userID: userID, secret: sec, factorID: b.GetFactorId(), params: totp.Params{
+		Algorithm: totp.Algorithm(map[sfv1.TOTPAlgorithm]string{1: "SHA1", 2: "SHA256", 3: "SHA512"}[b.GetAlgorithm()]),
+		Digits:    int(b.GetDigits()), Period: b.GetPeriod().AsDuration(),
+	}}
 }

@@ -168,8 +168,8 @@ func TestCallerAuthentication(t *testing.T) {
 		t.Fatalf("portal token on a portal method: %v", err)
 	}
 	// Methods of later issues answer Unimplemented, to authorised callers only.
-	_, err = e.portal.VerifyRecoveryCode(ctx, &sfv1.VerifyRecoveryCodeRequest{UserId: "u1", Code: "x"}, asPortal)
-	wantCode(t, "VerifyRecoveryCode", err, codes.Unimplemented)
+	_, err = e.portal.CreateVerification(ctx, &sfv1.CreateVerificationRequest{UserId: "u1"}, asPortal)
+	wantCode(t, "CreateVerification", err, codes.Unimplemented)
 	_, err = e.admin.ResetUser(ctx, &sfv1.ResetUserRequest{UserId: "u1", Reason: "r"}, asPortal)
 	wantCode(t, "ResetUser as portal", err, codes.PermissionDenied)
 }

@@ -11,6 +11,7 @@ import (
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/secret"
 	"github.com/secondfactor/secondfactor/internal/totp"
 )
 
@@ -86,11 +87,71 @@ func (a *portalAPI) BeginTOTPEnrollment(ctx context.Context, r *sfv1.BeginTOTPEn
 }
 
 func (a *portalAPI) FinishTOTPEnrollment(ctx context.Context, r *sfv1.FinishTOTPEnrollmentRequest) (*sfv1.FinishTOTPEnrollmentResponse, error) {
-	f, err := a.svc.FinishTOTPEnrollment(ctx, r.GetEnrollmentToken(), r.GetFactorId(), r.GetCode())
+	f, codes, err := a.svc.FinishTOTPEnrollment(ctx, r.GetEnrollmentToken(), r.GetFactorId(), r.GetCode())
 	if err != nil {
 		return nil, toStatus(ctx, a.log, err)
 	}
-	return &sfv1.FinishTOTPEnrollmentResponse{Factor: factorPB(f)}, nil
+	return &sfv1.FinishTOTPEnrollmentResponse{Factor: factorPB(f), RecoveryCodes: reveal(codes)}, nil
+}
+
+func reveal(codes []secret.String) []string {
+	out := make([]string, len(codes))
+	for i, c := range codes {
+		out[i] = c.Reveal()
+	}
+	return out
+}
+
+func (a *portalAPI) BeginWebAuthnRegistration(ctx context.Context, r *sfv1.BeginWebAuthnRegistrationRequest) (*sfv1.BeginWebAuthnRegistrationResponse, error) {
+	options, err := a.svc.BeginWebAuthnRegistration(ctx, r.GetEnrollmentToken(), r.GetName(), r.GetActivationCode())
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.BeginWebAuthnRegistrationResponse{OptionsJson: string(options)}, nil
+}
+
+func (a *portalAPI) FinishWebAuthnRegistration(ctx context.Context, r *sfv1.FinishWebAuthnRegistrationRequest) (*sfv1.FinishWebAuthnRegistrationResponse, error) {
+	f, codes, err := a.svc.FinishWebAuthnRegistration(ctx, r.GetEnrollmentToken(), []byte(r.GetCredentialJson()))
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.FinishWebAuthnRegistrationResponse{Factor: factorPB(f), RecoveryCodes: reveal(codes)}, nil
+}
+
+func (a *portalAPI) BeginWebAuthnLogin(ctx context.Context, r *sfv1.BeginWebAuthnLoginRequest) (*sfv1.BeginWebAuthnLoginResponse, error) {
+	lc, err := a.svc.BeginWebAuthnLogin(ctx, r.GetUserId(), clientOf(r.GetClient()))
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.BeginWebAuthnLoginResponse{ChallengeId: lc.ID.Reveal(), OptionsJson: string(lc.Options)}, nil
+}
+
+func (a *portalAPI) FinishWebAuthnLogin(ctx context.Context, r *sfv1.FinishWebAuthnLoginRequest) (*sfv1.FinishWebAuthnLoginResponse, error) {
+	res, userID, err := a.svc.FinishWebAuthnLogin(ctx, r.GetChallengeId(), []byte(r.GetAssertionJson()), clientOf(r.GetClient()))
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.FinishWebAuthnLoginResponse{Verdict: verdictPB(res.Verdict), UserId: userID}, nil
+}
+
+func (a *portalAPI) VerifyRecoveryCode(ctx context.Context, r *sfv1.VerifyRecoveryCodeRequest) (*sfv1.VerifyRecoveryCodeResponse, error) {
+	res, err := a.svc.VerifyRecoveryCode(ctx, r.GetUserId(), r.GetCode(), clientOf(r.GetClient()))
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	out := &sfv1.VerifyRecoveryCodeResponse{Verdict: verdictPB(res.Verdict), Remaining: uint32(res.Remaining)}
+	if res.Verdict == mfa.Locked {
+		out.RetryAfter = durationpb.New(res.RetryAfter)
+	}
+	return out, nil
+}
+
+func (a *portalAPI) RegenerateRecoveryCodes(ctx context.Context, r *sfv1.RegenerateRecoveryCodesRequest) (*sfv1.RegenerateRecoveryCodesResponse, error) {
+	codes, err := a.svc.RegenerateRecoveryCodes(ctx, r.GetEnrollmentToken())
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err)
+	}
+	return &sfv1.RegenerateRecoveryCodesResponse{RecoveryCodes: reveal(codes)}, nil
 }
 
 func (a *portalAPI) VerifyTOTP(ctx context.Context, r *sfv1.VerifyTOTPRequest) (*sfv1.VerifyTOTPResponse, error) {

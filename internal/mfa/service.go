@@ -38,6 +38,7 @@ const (
 type Options struct {
 	Store  Store
 	Ring   *seal.Ring
+	RP     RelyingParty // WebAuthn; nil disables it
 	Policy Policy
 	Issuer string      // shown in authenticator apps
 	TOTP   totp.Params // parameters of new TOTP factors
@@ -344,49 +345,50 @@ func (s *Service) BeginTOTPEnrollment(ctx context.Context, token, name, activati
 
 // FinishTOTPEnrollment confirms a pending TOTP factor with a valid code and
 // completes the enrolment session.
-func (s *Service) FinishTOTPEnrollment(ctx context.Context, token, factorID, code string) (Factor, error) {
+// For a user's first factor it returns the new recovery codes, shown this
+// once.
+func (s *Service) FinishTOTPEnrollment(ctx context.Context, token, factorID, code string) (Factor, []secret.String, error) {
 	if err := checkFactorID(factorID); err != nil {
-		return Factor{}, err
+		return Factor{}, nil, err
 	}
 	if err := checkCode("code", code); err != nil {
-		return Factor{}, err
+		return Factor{}, nil, err
 	}
 	e, err := s.session(ctx, token, "")
 	if err != nil {
-		return Factor{}, err
+		return Factor{}, nil, err
 	}
 	now := s.o.Now()
 	f, err := s.o.Store.PendingFactor(ctx, e.UserID, factorID, now)
 	if errors.Is(err, ErrNotFound) {
-		return Factor{}, fmt.Errorf("pending factor: %w (unknown or expired: begin again)", ErrNotFound)
+		return Factor{}, nil, fmt.Errorf("pending factor: %w (unknown or expired: begin again)", ErrNotFound)
 	}
 	if err != nil {
-		return Factor{}, err
+		return Factor{}, nil, err
 	}
 	if f.TOTP == nil {
-		return Factor{}, badField("factor_id", "is not a TOTP factor")
+		return Factor{}, nil, badField("factor_id", "is not a TOTP factor")
 	}
 	step, ok, err := s.match(e.UserID, f, code, now)
 	if err != nil {
-		return Factor{}, err
+		return Factor{}, nil, err
 	}
 	if !ok {
-		return Factor{}, badField("code", "does not match the pending factor: check the device's clock and type the current code")
+		return Factor{}, nil, badField("code", "does not match the pending factor: check the device's clock and type the current code")
+	}
+	codes, hashes, err := s.firstFactorCodes(e)
+	if err != nil {
+		return Factor{}, nil, err
 	}
 	err = s.o.Store.ConfirmFactor(ctx, Confirmation{
 		UserID: e.UserID, FactorID: factorID, TokenHash: e.TokenHash,
-		FirstFactor: e.FirstFactor, Step: step, Now: now,
+		FirstFactor: e.FirstFactor, Step: step, Now: now, RecoveryHashes: hashes,
 	})
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return Factor{}, fmt.Errorf("enrolment session or pending factor: %w (expired or already used)", ErrNotFound)
-	case errors.Is(err, ErrConflict):
-		return Factor{}, fmt.Errorf("%w: the user enrolled a factor meanwhile: adding another needs PROOF_EXISTING_FACTOR", ErrRefused)
-	case err != nil:
-		return Factor{}, err
+	if err := s.confirmError(err); err != nil {
+		return Factor{}, nil, err
 	}
 	s.o.Logger.InfoContext(ctx, "factor added", "user_id", e.UserID, "factor_id", factorID, "kind", KindTOTP, "proof", e.Proof)
-	return f, nil
+	return f, codes, nil
 }
 
 // Verdict is the answer of a verification.

@@ -64,14 +64,48 @@ type Store interface {
 	// or it expired.
 	PendingFactor(ctx context.Context, userID, factorID string, now time.Time) (Factor, error)
 
-	// ConfirmFactor turns a pending factor into a confirmed one and
-	// completes its enrolment session, atomically: the session must exist
-	// and be usable (activated if it needs to be), the pending factor must
-	// exist, and for a FirstFactor session the user must have no confirmed
-	// factor. A TOTP factor starts with c.Step as its last accepted step.
+	// ConfirmFactor turns a pending factor (or c.Factor, given whole) into
+	// a confirmed one and completes its enrolment session, atomically: the
+	// session must exist and be usable (activated if it needs to be), the
+	// pending factor must exist, and for a FirstFactor session the user must
+	// have no confirmed factor. A TOTP factor starts with c.Step as its last
+	// accepted step; a WebAuthn credential's ID must not be registered to
+	// anyone. c.RecoveryHashes, if any, become the user's recovery codes.
 	// ErrNotFound if the session or the pending factor is gone; ErrConflict
-	// if the session is not activated or the user already has a factor.
+	// if the session is not activated or the user already has a factor;
+	// ErrDuplicate if the credential ID is taken. Nothing changes on error.
 	ConfirmFactor(ctx context.Context, c Confirmation) error
+
+	// PutChallenge stores a WebAuthn ceremony's server-side state under id
+	// until expiresAt.
+	PutChallenge(ctx context.Context, id string, c Challenge, expiresAt time.Time) error
+
+	// TakeChallenge returns and deletes a challenge in one atomic step, so
+	// that of concurrent callers at most one gets it. ErrNotFound if there
+	// is none or it expired (an expired one is deleted too).
+	TakeChallenge(ctx context.Context, id string, now time.Time) (Challenge, error)
+
+	// AcceptAssertion records a verified WebAuthn assertion of factorID:
+	// if the factor exists and use.SignCount is later than the stored one
+	// (or both are zero: an authenticator without a counter), it stores the
+	// count and flags, resets the user's failures and lock, and records now
+	// as the last verification and use. It returns false, with no change,
+	// when the factor is gone or the count did not grow (a cloned
+	// authenticator, or a concurrent replay).
+	AcceptAssertion(ctx context.Context, userID, factorID string, use AssertionUse, now time.Time) (bool, error)
+
+	// ConsumeRecoveryCode removes the user's recovery code that hashes to
+	// codeHash; if there was one, it resets the user's failures and lock and
+	// records now as the last verification. It returns whether a code was
+	// consumed and how many are left.
+	ConsumeRecoveryCode(ctx context.Context, userID, codeHash string, now time.Time) (ok bool, remaining int, err error)
+
+	// ReplaceRecoveryCodes replaces all of a user's recovery codes and
+	// completes the enrolment session that authorised it, atomically: the
+	// session must exist, be usable, belong to userID and not be a
+	// FirstFactor session, and the user must have a confirmed factor.
+	// ErrNotFound if the session is gone; ErrConflict otherwise.
+	ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID string, hashes []string, now time.Time) error
 }
 
 // Errors a Store returns.
@@ -82,6 +116,8 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrWrongCode: a one-time code did not match.
 	ErrWrongCode = errors.New("wrong code")
+	// ErrDuplicate: a WebAuthn credential ID is already registered.
+	ErrDuplicate = errors.New("credential already registered")
 )
 
 // Kind is the kind of a factor.
@@ -99,6 +135,7 @@ type User struct {
 	Factors        []Factor  // confirmed factors, oldest first
 	LockedUntil    time.Time // zero when not locked
 	LastVerifiedAt time.Time // last accepted verification of any factor
+	RecoveryCodes  int       // recovery codes left
 }
 
 // Locked reports whether the user's guessable factors are locked at now.
@@ -112,6 +149,39 @@ type Factor struct {
 	CreatedAt  time.Time `json:"created_at"`
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 	TOTP       *TOTP     `json:"totp,omitempty"`
+	WebAuthn   *WebAuthn `json:"webauthn,omitempty"`
+}
+
+// WebAuthn is a registered security key or passkey. The public key is not
+// a secret; the store keeps SignCount, BackupState and UserVerified current
+// (AcceptAssertion), the rest as registered.
+type WebAuthn struct {
+	CredentialID      []byte   `json:"cred_id"`
+	PublicKey         []byte   `json:"public_key"` // COSE
+	AttestationType   string   `json:"att_type,omitempty"`
+	AttestationFormat string   `json:"att_fmt,omitempty"`
+	AAGUID            []byte   `json:"aaguid,omitempty"`
+	Transports        []string `json:"transports,omitempty"`
+	BackupEligible    bool     `json:"be"`
+	BackupState       bool     `json:"bs"`
+	UserVerified      bool     `json:"uv"`
+	SignCount         uint32   `json:"sign_count"`
+}
+
+// AssertionUse is what a verified assertion changes on its credential.
+type AssertionUse struct {
+	SignCount    uint32
+	BackupState  bool
+	UserVerified bool
+}
+
+// Challenge is the server-side state of a WebAuthn ceremony.
+type Challenge struct {
+	UserID string `json:"user_id"`
+	// Name is the factor name, for a registration.
+	Name string `json:"name,omitempty"`
+	// Session is go-webauthn's SessionData, as JSON.
+	Session []byte `json:"session"`
 }
 
 // TOTP is the sealed secret and parameters of a TOTP factor.
@@ -186,4 +256,9 @@ type Confirmation struct {
 	FirstFactor bool
 	Step        int64 // TOTP: the step of the confirming code
 	Now         time.Time
+	// Factor, for a WebAuthn credential, is the factor to add (there is no
+	// pending factor); FactorID is then Factor.ID.
+	Factor *Factor
+	// RecoveryHashes replace the user's recovery codes when not empty.
+	RecoveryHashes []string
 }

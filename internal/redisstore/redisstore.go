@@ -8,13 +8,24 @@
 //
 //	{u:ID}:f             hash  factor ID → JSON of a confirmed mfa.Factor
 //	{u:ID}:step          hash  factor ID → last accepted TOTP step
+//	{u:ID}:wa            hash  factor ID → "count|bs|uv": a WebAuthn credential's
+//	                           current sign count, backup state and user
+//	                           verification ("1" or "0"); overrides the JSON in f
 //	{u:ID}:att           hash  failures, locked_until_ms, lockouts, last_ms (the last counted attempt)
 //	{u:ID}:v             string  time of the last accepted verification
 //	{u:ID}:used          hash  factor ID → time of its last use
+//	{u:ID}:rc            set   hashes of the unused recovery codes
 //	{u:ID}:p:<factorID>  hash  factor (JSON), expires_ms: a pending factor
 //	{u:ID}:act           hash  hash, expires_ms: the activation code
 //	{u:ID}:e:<tokenHash> hash  an enrolment session, field by field
 //	e:<tokenHash>        string  user ID: finds a session from its token alone
+//	cred:<hex of ID>     string  user ID: reserves a WebAuthn credential ID
+//	ch:<id>              string  JSON of an mfa.Challenge and its expires_ms
+//
+// The keys without a user's hash tag lie in slots of their own: a script of
+// the user cannot touch them on Cluster. A challenge needs none (GETDEL takes
+// it atomically). The credential index is written before the user's script,
+// as ConfirmFactor explains.
 //
 // Times are unix milliseconds of the callers' clock (the now arguments), so
 // times are kept to the millisecond. Records that expire carry their expiry
@@ -25,11 +36,13 @@ package redisstore
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -56,6 +69,8 @@ func userKeys(userID string) keys { return keys("{u:" + userID + "}:") }
 
 func (k keys) factors() string                 { return string(k) + "f" }
 func (k keys) steps() string                   { return string(k) + "step" }
+func (k keys) webauthn() string                { return string(k) + "wa" }
+func (k keys) recovery() string                { return string(k) + "rc" }
 func (k keys) attempts() string                { return string(k) + "att" }
 func (k keys) verified() string                { return string(k) + "v" }
 func (k keys) used() string                    { return string(k) + "used" }
@@ -67,21 +82,32 @@ func (k keys) session(tokenHash string) string { return string(k) + "e:" + token
 // tag of its user: the token alone must find it.
 func sessionIndex(tokenHash string) string { return "e:" + tokenHash }
 
-// User returns a user's confirmed factors, lock and last verification, in
-// one round trip.
+// credentialIndex is the key that reserves a WebAuthn credential ID for one
+// user, across all users.
+func credentialIndex(credentialID []byte) string { return "cred:" + hex.EncodeToString(credentialID) }
+
+// challengeKey is the key of a WebAuthn ceremony's challenge.
+func challengeKey(id string) string { return "ch:" + id }
+
+// User returns a user's confirmed factors, lock, last verification and
+// number of recovery codes, in one round trip.
 func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 	k := userKeys(userID)
 	var (
 		factors  *redis.MapStringStringCmd
 		used     *redis.MapStringStringCmd
+		wa       *redis.MapStringStringCmd
 		locked   *redis.StringCmd
 		verified *redis.StringCmd
+		recovery *redis.IntCmd
 	)
 	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		factors = p.HGetAll(ctx, k.factors())
 		used = p.HGetAll(ctx, k.used())
+		wa = p.HGetAll(ctx, k.webauthn())
 		locked = p.HGet(ctx, k.attempts(), "locked_until_ms")
 		verified = p.Get(ctx, k.verified())
+		recovery = p.SCard(ctx, k.recovery())
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -92,8 +118,8 @@ func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 			return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
 		}
 	}
-	u := mfa.User{ID: userID}
-	if u.Factors, err = decodeFactors(factors.Val(), used.Val()); err != nil {
+	u := mfa.User{ID: userID, RecoveryCodes: int(recovery.Val())}
+	if u.Factors, err = decodeFactors(factors.Val(), used.Val(), wa.Val()); err != nil {
 		return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
 	}
 	if u.LockedUntil, err = optionalTime(locked); err != nil {
@@ -122,7 +148,8 @@ func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, 
 		}
 	}
 	k := userKeys(userID)
-	res, err := startAttemptScript.Run(ctx, s.rdb, []string{k.attempts(), k.factors(), k.used()}, args...).Slice()
+	res, err := startAttemptScript.Run(ctx, s.rdb,
+		[]string{k.attempts(), k.factors(), k.used(), k.webauthn()}, args...).Slice()
 	if err != nil {
 		return mfa.Attempt{}, fmt.Errorf("redisstore: start attempt: %w", err)
 	}
@@ -141,8 +168,8 @@ func decodeAttempt(res []any) (mfa.Attempt, error) {
 		}
 		return mfa.Attempt{Locked: true, LockedUntil: time.UnixMilli(ms).UTC()}, nil
 	}
-	if len(res) != 3 || res[0] != int64(0) {
-		return mfa.Attempt{}, fmt.Errorf("unexpected script result %v", res)
+	if len(res) != 4 || res[0] != int64(0) {
+		return mfa.Attempt{}, fmt.Errorf("unexpected script result of %d elements", len(res))
 	}
 	factors, err := pairs(res[1])
 	if err != nil {
@@ -152,7 +179,11 @@ func decodeAttempt(res []any) (mfa.Attempt, error) {
 	if err != nil {
 		return mfa.Attempt{}, err
 	}
-	fs, err := decodeFactors(factors, used)
+	wa, err := pairs(res[3])
+	if err != nil {
+		return mfa.Attempt{}, err
+	}
+	fs, err := decodeFactors(factors, used, wa)
 	if err != nil {
 		return mfa.Attempt{}, err
 	}
@@ -324,24 +355,201 @@ func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now 
 	return f, nil
 }
 
-// ConfirmFactor confirms a pending factor and completes its session, in one
-// script; then it deletes the session's index, which lies in another slot.
+// maxRecoveryCodes bounds the recovery code hashes of one call: scripts
+// pass them to SADD through Lua's unpack, which takes a few thousand at most.
+const maxRecoveryCodes = 1000
+
+// ConfirmFactor confirms a factor and completes its session, in one script;
+// then it deletes the session's index, which lies in another slot.
+//
+// A WebAuthn credential (c.Factor with WebAuthn set) is first reserved by
+// SET cred:<hex of its ID> <user> NX, which is the atomic check that no one
+// has the ID: it fails with ErrDuplicate, nothing changed, if the key exists.
+// The key lies in its own slot, so it cannot be set inside the user's script
+// on Cluster. Only then does the script check the session and the user and
+// change the user's state, all at once. So two confirmations of one ID,
+// whatever the users, cannot both pass the reservation; and the user's state
+// changes only in the script, so a failed confirmation changes nothing of
+// the user. If the script refuses (ErrNotFound, ErrConflict), the reservation
+// is deleted, if it still holds this user, so that the ID can be registered
+// later. So a credential takes two round trips (three when refused), any
+// other factor one, besides the best-effort deletion of the session's index.
+//
+// If the script's outcome is unknown (a connection lost or a deadline passed
+// after it was sent, a server error), the reservation is kept: the script may
+// have confirmed the factor, and deleting the reservation of a registered ID
+// would let another user register it. A reservation kept without a factor
+// (this case, or a crash between the two steps) only makes that one ID
+// unregistrable, and a new registration ceremony makes a new ID: it fails
+// closed. The index therefore says which IDs are taken, not who owns a
+// credential: that is the user's factors.
 func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
 	if c.Step < 0 || c.Step > maxStep {
 		return fmt.Errorf("redisstore: confirm factor: step %d out of range", c.Step)
 	}
+	if len(c.RecoveryHashes) > maxRecoveryCodes {
+		return fmt.Errorf("redisstore: confirm factor: %d recovery codes, at most %d", len(c.RecoveryHashes), maxRecoveryCodes)
+	}
+	factorID, factorJSON, wa := c.FactorID, "", ""
+	if f := c.Factor; f != nil {
+		if f.ID == "" {
+			return errors.New("redisstore: confirm factor: the factor has no ID")
+		}
+		if c.FactorID != "" && c.FactorID != f.ID {
+			return fmt.Errorf("redisstore: confirm factor: factor ID %q is not the factor's %q", c.FactorID, f.ID)
+		}
+		if (f.Kind == mfa.KindWebAuthn) != (f.WebAuthn != nil) {
+			return fmt.Errorf("redisstore: confirm factor: %s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
+		}
+		if f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0 {
+			return fmt.Errorf("redisstore: confirm factor: factor %s has an empty credential ID", f.ID)
+		}
+		b, err := json.Marshal(f)
+		if err != nil {
+			return fmt.Errorf("redisstore: confirm factor: %w", err)
+		}
+		factorID, factorJSON = f.ID, string(b)
+		if w := f.WebAuthn; w != nil {
+			wa = webauthnState(w.SignCount, w.BackupState, w.UserVerified)
+		}
+	}
+
+	var cred string
+	if c.Factor != nil && c.Factor.WebAuthn != nil {
+		cred = credentialIndex(c.Factor.WebAuthn.CredentialID)
+		ok, err := s.rdb.SetNX(ctx, cred, c.UserID, 0).Result()
+		if err != nil {
+			return fmt.Errorf("redisstore: confirm factor: reserve credential: %w", err)
+		}
+		if !ok {
+			return fmt.Errorf("redisstore: confirm factor: %w", mfa.ErrDuplicate)
+		}
+	}
+
 	k := userKeys(c.UserID)
+	args := make([]any, 0, 6+len(c.RecoveryHashes))
+	args = append(args, factorID, c.Step, c.Now.UnixMilli(), flag(c.FirstFactor), factorJSON, wa)
+	for _, h := range c.RecoveryHashes {
+		args = append(args, h)
+	}
 	n, err := confirmFactorScript.Run(ctx, s.rdb,
-		[]string{k.session(c.TokenHash), k.pending(c.FactorID), k.factors(), k.steps()},
-		c.FactorID, c.Step, c.Now.UnixMilli(), flag(c.FirstFactor)).Int()
+		[]string{k.session(c.TokenHash), k.pending(factorID), k.factors(), k.steps(), k.webauthn(), k.recovery()},
+		args...).Int()
 	if err != nil {
+		// The outcome is unknown: keep any reservation (see above).
 		return fmt.Errorf("redisstore: confirm factor: %w", err)
 	}
 	if err := status("confirm factor", n); err != nil {
+		if cred != "" {
+			// The script changed nothing: give the credential ID back. Not
+			// with ctx, which may end just now; a failure only keeps the ID
+			// reserved.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+			defer cancel()
+			if rerr := releaseCredentialScript.Run(rctx, s.rdb, []string{cred}, c.UserID).Err(); rerr != nil {
+				return errors.Join(err, fmt.Errorf("redisstore: confirm factor: release credential: %w", rerr))
+			}
+		}
 		return err
 	}
 	// Best effort: an index without its session finds nothing, and expires.
 	s.rdb.Del(ctx, sessionIndex(c.TokenHash))
+	return nil
+}
+
+// releaseTimeout bounds the release of a credential ID after a refused
+// confirmation.
+const releaseTimeout = 5 * time.Second
+
+// PutChallenge stores a challenge under its own key: one round trip.
+func (s *Store) PutChallenge(ctx context.Context, id string, c mfa.Challenge, expiresAt time.Time) error {
+	b, err := json.Marshal(storedChallenge{Challenge: c, ExpiresMS: expiresAt.UnixMilli()})
+	if err != nil {
+		return fmt.Errorf("redisstore: put challenge: %w", err)
+	}
+	// No now argument here, as for PutActivationCode: Redis keeps the
+	// challenge by the wall clock, with a floor; TakeChallenge checks
+	// expiresAt with its now.
+	if err := s.rdb.Set(ctx, challengeKey(id), b, keepFor(expiresAt, time.Time{})).Err(); err != nil {
+		return fmt.Errorf("redisstore: put challenge: %w", err)
+	}
+	return nil
+}
+
+// storedChallenge is the value of a challenge's key.
+type storedChallenge struct {
+	mfa.Challenge
+	ExpiresMS int64 `json:"expires_ms"`
+}
+
+// TakeChallenge gets and deletes a challenge with GETDEL (atomic, Redis 6.2
+// or later), then checks its expiry: one round trip.
+func (s *Store) TakeChallenge(ctx context.Context, id string, now time.Time) (mfa.Challenge, error) {
+	b, err := s.rdb.GetDel(ctx, challengeKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return mfa.Challenge{}, fmt.Errorf("redisstore: take challenge: %w", mfa.ErrNotFound)
+	}
+	if err != nil {
+		return mfa.Challenge{}, fmt.Errorf("redisstore: take challenge: %w", err)
+	}
+	var c storedChallenge
+	if err := json.Unmarshal(b, &c); err != nil {
+		return mfa.Challenge{}, fmt.Errorf("redisstore: take challenge: corrupt challenge: %w", err)
+	}
+	if now.UnixMilli() >= c.ExpiresMS {
+		return mfa.Challenge{}, fmt.Errorf("redisstore: take challenge: %w", mfa.ErrNotFound)
+	}
+	return c.Challenge, nil
+}
+
+// AcceptAssertion records a WebAuthn assertion, in one script.
+func (s *Store) AcceptAssertion(ctx context.Context, userID, factorID string, use mfa.AssertionUse, now time.Time) (bool, error) {
+	k := userKeys(userID)
+	n, err := acceptAssertionScript.Run(ctx, s.rdb,
+		[]string{k.factors(), k.webauthn(), k.attempts(), k.verified(), k.used()},
+		factorID, use.SignCount, flag(use.BackupState), flag(use.UserVerified), now.UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: accept assertion: %w", err)
+	}
+	return n == 1, nil
+}
+
+// ConsumeRecoveryCode removes a recovery code, in one script.
+func (s *Store) ConsumeRecoveryCode(ctx context.Context, userID, codeHash string, now time.Time) (bool, int, error) {
+	k := userKeys(userID)
+	res, err := consumeRecoveryCodeScript.Run(ctx, s.rdb,
+		[]string{k.recovery(), k.attempts(), k.verified()}, codeHash, now.UnixMilli()).Int64Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("redisstore: consume recovery code: %w", err)
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("redisstore: consume recovery code: unexpected script result of %d elements", len(res))
+	}
+	return res[0] == 1, int(res[1]), nil
+}
+
+// ReplaceRecoveryCodes replaces the recovery codes and completes the
+// session, in one script; then it deletes the session's index, which lies in
+// another slot (best effort, as ConfirmFactor).
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID string, hashes []string, now time.Time) error {
+	if len(hashes) > maxRecoveryCodes {
+		return fmt.Errorf("redisstore: replace recovery codes: %d codes, at most %d", len(hashes), maxRecoveryCodes)
+	}
+	k := userKeys(userID)
+	args := make([]any, 0, 2+len(hashes))
+	args = append(args, userID, now.UnixMilli())
+	for _, h := range hashes {
+		args = append(args, h)
+	}
+	n, err := replaceRecoveryCodesScript.Run(ctx, s.rdb,
+		[]string{k.session(tokenHash), k.factors(), k.recovery()}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("redisstore: replace recovery codes: %w", err)
+	}
+	if err := status("replace recovery codes", n); err != nil {
+		return err
+	}
+	s.rdb.Del(ctx, sessionIndex(tokenHash))
 	return nil
 }
 
@@ -356,13 +564,16 @@ func status(op string, n int) error {
 		return fmt.Errorf("redisstore: %s: %w", op, mfa.ErrConflict)
 	case statusWrongCode:
 		return fmt.Errorf("redisstore: %s: %w", op, mfa.ErrWrongCode)
+	case statusUnsupported:
+		return fmt.Errorf("redisstore: %s: a pending WebAuthn factor cannot be confirmed: give the factor in Confirmation.Factor", op)
 	}
 	return fmt.Errorf("redisstore: %s: unexpected script status %d", op, n)
 }
 
 // decodeFactors decodes the hash of confirmed factors, sets their last use
-// from the hash used, and sorts them oldest first.
-func decodeFactors(factors, used map[string]string) ([]mfa.Factor, error) {
+// from the hash used and their WebAuthn state from the hash wa, and sorts
+// them oldest first.
+func decodeFactors(factors, used, wa map[string]string) ([]mfa.Factor, error) {
 	fs := make([]mfa.Factor, 0, len(factors))
 	for id, js := range factors {
 		var f mfa.Factor
@@ -376,12 +587,38 @@ func decodeFactors(factors, used map[string]string) ([]mfa.Factor, error) {
 			}
 			f.LastUsedAt = time.UnixMilli(ms).UTC()
 		}
+		if v, ok := wa[id]; ok && f.WebAuthn != nil {
+			if err := parseWebAuthnState(v, f.WebAuthn); err != nil {
+				return nil, fmt.Errorf("factor %s: %w", id, err)
+			}
+		}
 		fs = append(fs, f)
 	}
 	slices.SortFunc(fs, func(a, b mfa.Factor) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return fs, nil
+}
+
+// webauthnState is the value of a credential in the hash wa.
+func webauthnState(signCount uint32, backupState, userVerified bool) string {
+	return strconv.FormatUint(uint64(signCount), 10) + "|" + flag(backupState) + "|" + flag(userVerified)
+}
+
+// parseWebAuthnState sets w's current state from its value in the hash wa.
+func parseWebAuthnState(v string, w *mfa.WebAuthn) error {
+	parts := strings.Split(v, "|")
+	if len(parts) != 3 {
+		return errors.New("corrupt WebAuthn state")
+	}
+	count, err := strconv.ParseUint(parts[0], 10, 32)
+	if err != nil {
+		return fmt.Errorf("corrupt sign count: %w", err)
+	}
+	w.SignCount = uint32(count)
+	w.BackupState = parts[1] == "1"
+	w.UserVerified = parts[2] == "1"
+	return nil
 }
 
 // pairs turns the reply of HGETALL inside a script, a flat list of field

@@ -895,7 +895,8 @@ func (x *FinishTOTPEnrollmentRequest) GetCode() string {
 type FinishTOTPEnrollmentResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Factor *Factor                `protobuf:"bytes,1,opt,name=factor,proto3" json:"factor,omitempty"`
-	// Recovery codes, returned once when this is the user's first factor.
+	// Recovery codes, returned once when this is the user's first factor:
+	// ten codes of 16 characters, each usable once (VerifyRecoveryCode).
 	RecoveryCodes []string `protobuf:"bytes,2,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1123,8 +1124,9 @@ func (x *BeginWebAuthnRegistrationRequest) GetActivationCode() string {
 
 type BeginWebAuthnRegistrationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// PublicKeyCredentialCreationOptions as JSON (base64url binary fields), the
-	// argument of navigator.credentials.create({publicKey: ...}).
+	// PublicKeyCredentialCreationOptionsJSON (binary fields in base64url). In
+	// the browser: navigator.credentials.create({publicKey:
+	// PublicKeyCredential.parseCreationOptionsFromJSON(JSON.parse(options_json))}).
 	OptionsJson   string `protobuf:"bytes,1,opt,name=options_json,json=optionsJson,proto3" json:"options_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1171,7 +1173,7 @@ type FinishWebAuthnRegistrationRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	EnrollmentToken string                 `protobuf:"bytes,1,opt,name=enrollment_token,json=enrollmentToken,proto3" json:"enrollment_token,omitempty"`
 	// The PublicKeyCredential from navigator.credentials.create, as JSON
-	// (credential.toJSON()).
+	// (JSON.stringify(credential.toJSON())), at most 32 KiB.
 	CredentialJson string `protobuf:"bytes,2,opt,name=credential_json,json=credentialJson,proto3" json:"credential_json,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -1330,8 +1332,10 @@ type BeginWebAuthnLoginResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifier of the server-side challenge; pass it to FinishWebAuthnLogin.
 	ChallengeId string `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
-	// PublicKeyCredentialRequestOptions as JSON, the argument of
-	// navigator.credentials.get({publicKey: ...}).
+	// PublicKeyCredentialRequestOptionsJSON. In the browser:
+	// navigator.credentials.get({publicKey:
+	// PublicKeyCredential.parseRequestOptionsFromJSON(JSON.parse(options_json))}).
+	// A user without a credential gets options of the same shape.
 	OptionsJson   string `protobuf:"bytes,2,opt,name=options_json,json=optionsJson,proto3" json:"options_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1384,7 +1388,8 @@ func (x *BeginWebAuthnLoginResponse) GetOptionsJson() string {
 type FinishWebAuthnLoginRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ChallengeId string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
-	// The PublicKeyCredential from navigator.credentials.get, as JSON.
+	// The PublicKeyCredential from navigator.credentials.get, as JSON
+	// (JSON.stringify(credential.toJSON())), at most 32 KiB.
 	AssertionJson string      `protobuf:"bytes,2,opt,name=assertion_json,json=assertionJson,proto3" json:"assertion_json,omitempty"`
 	Client        *ClientInfo `protobuf:"bytes,3,opt,name=client,proto3" json:"client,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1443,9 +1448,11 @@ func (x *FinishWebAuthnLoginRequest) GetClient() *ClientInfo {
 }
 
 type FinishWebAuthnLoginResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Verdict       Verdict                `protobuf:"varint,1,opt,name=verdict,proto3,enum=secondfactor.v1.Verdict" json:"verdict,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// VERDICT_ACCEPTED or VERDICT_REJECTED.
+	Verdict Verdict `protobuf:"varint,1,opt,name=verdict,proto3,enum=secondfactor.v1.Verdict" json:"verdict,omitempty"`
+	// The user the challenge was created for (empty for an unknown challenge).
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1495,10 +1502,12 @@ func (x *FinishWebAuthnLoginResponse) GetUserId() string {
 }
 
 type VerifyRecoveryCodeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Client        *ClientInfo            `protobuf:"bytes,3,opt,name=client,proto3" json:"client,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// A recovery code: 16 letters and digits, dashes and spaces ignored, case
+	// ignored ("7KQ2-M9XD-4TPA-B3RE").
+	Code          string      `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Client        *ClientInfo `protobuf:"bytes,3,opt,name=client,proto3" json:"client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1615,6 +1624,96 @@ func (x *VerifyRecoveryCodeResponse) GetRemaining() uint32 {
 	return 0
 }
 
+type RegenerateRecoveryCodesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A token from CreateEnrollment with PROOF_EXISTING_FACTOR.
+	EnrollmentToken string `protobuf:"bytes,1,opt,name=enrollment_token,json=enrollmentToken,proto3" json:"enrollment_token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RegenerateRecoveryCodesRequest) Reset() {
+	*x = RegenerateRecoveryCodesRequest{}
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegenerateRecoveryCodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegenerateRecoveryCodesRequest) ProtoMessage() {}
+
+func (x *RegenerateRecoveryCodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegenerateRecoveryCodesRequest.ProtoReflect.Descriptor instead.
+func (*RegenerateRecoveryCodesRequest) Descriptor() ([]byte, []int) {
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RegenerateRecoveryCodesRequest) GetEnrollmentToken() string {
+	if x != nil {
+		return x.EnrollmentToken
+	}
+	return ""
+}
+
+type RegenerateRecoveryCodesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new recovery codes, shown only here; the previous ones no longer work.
+	RecoveryCodes []string `protobuf:"bytes,1,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegenerateRecoveryCodesResponse) Reset() {
+	*x = RegenerateRecoveryCodesResponse{}
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegenerateRecoveryCodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegenerateRecoveryCodesResponse) ProtoMessage() {}
+
+func (x *RegenerateRecoveryCodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegenerateRecoveryCodesResponse.ProtoReflect.Descriptor instead.
+func (*RegenerateRecoveryCodesResponse) Descriptor() ([]byte, []int) {
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RegenerateRecoveryCodesResponse) GetRecoveryCodes() []string {
+	if x != nil {
+		return x.RecoveryCodes
+	}
+	return nil
+}
+
 type CreateVerificationRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1626,7 +1725,7 @@ type CreateVerificationRequest struct {
 
 func (x *CreateVerificationRequest) Reset() {
 	*x = CreateVerificationRequest{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[22]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1737,7 @@ func (x *CreateVerificationRequest) String() string {
 func (*CreateVerificationRequest) ProtoMessage() {}
 
 func (x *CreateVerificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[22]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1750,7 @@ func (x *CreateVerificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVerificationRequest.ProtoReflect.Descriptor instead.
 func (*CreateVerificationRequest) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{22}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateVerificationRequest) GetUserId() string {
@@ -1679,7 +1778,7 @@ type CreateVerificationResponse struct {
 
 func (x *CreateVerificationResponse) Reset() {
 	*x = CreateVerificationResponse{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[23]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1790,7 @@ func (x *CreateVerificationResponse) String() string {
 func (*CreateVerificationResponse) ProtoMessage() {}
 
 func (x *CreateVerificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[23]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1803,7 @@ func (x *CreateVerificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVerificationResponse.ProtoReflect.Descriptor instead.
 func (*CreateVerificationResponse) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{23}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateVerificationResponse) GetUrl() string {
@@ -1731,7 +1830,7 @@ type RedeemVerificationRequest struct {
 
 func (x *RedeemVerificationRequest) Reset() {
 	*x = RedeemVerificationRequest{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[24]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1842,7 @@ func (x *RedeemVerificationRequest) String() string {
 func (*RedeemVerificationRequest) ProtoMessage() {}
 
 func (x *RedeemVerificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[24]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1855,7 @@ func (x *RedeemVerificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeemVerificationRequest.ProtoReflect.Descriptor instead.
 func (*RedeemVerificationRequest) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{24}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RedeemVerificationRequest) GetResult() string {
@@ -1776,7 +1875,7 @@ type RedeemVerificationResponse struct {
 
 func (x *RedeemVerificationResponse) Reset() {
 	*x = RedeemVerificationResponse{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[25]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1887,7 @@ func (x *RedeemVerificationResponse) String() string {
 func (*RedeemVerificationResponse) ProtoMessage() {}
 
 func (x *RedeemVerificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[25]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1900,7 @@ func (x *RedeemVerificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeemVerificationResponse.ProtoReflect.Descriptor instead.
 func (*RedeemVerificationResponse) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{25}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RedeemVerificationResponse) GetVerdict() Verdict {
@@ -1827,7 +1926,7 @@ type ListFactorsRequest struct {
 
 func (x *ListFactorsRequest) Reset() {
 	*x = ListFactorsRequest{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[26]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1938,7 @@ func (x *ListFactorsRequest) String() string {
 func (*ListFactorsRequest) ProtoMessage() {}
 
 func (x *ListFactorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[26]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1951,7 @@ func (x *ListFactorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFactorsRequest.ProtoReflect.Descriptor instead.
 func (*ListFactorsRequest) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{26}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListFactorsRequest) GetUserId() string {
@@ -1871,7 +1970,7 @@ type ListFactorsResponse struct {
 
 func (x *ListFactorsResponse) Reset() {
 	*x = ListFactorsResponse{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[27]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +1982,7 @@ func (x *ListFactorsResponse) String() string {
 func (*ListFactorsResponse) ProtoMessage() {}
 
 func (x *ListFactorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[27]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +1995,7 @@ func (x *ListFactorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFactorsResponse.ProtoReflect.Descriptor instead.
 func (*ListFactorsResponse) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{27}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListFactorsResponse) GetFactors() []*Factor {
@@ -1918,7 +2017,7 @@ type DeleteFactorRequest struct {
 
 func (x *DeleteFactorRequest) Reset() {
 	*x = DeleteFactorRequest{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[28]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2029,7 @@ func (x *DeleteFactorRequest) String() string {
 func (*DeleteFactorRequest) ProtoMessage() {}
 
 func (x *DeleteFactorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[28]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2042,7 @@ func (x *DeleteFactorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFactorRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFactorRequest) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{28}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteFactorRequest) GetUserId() string {
@@ -1975,7 +2074,7 @@ type DeleteFactorResponse struct {
 
 func (x *DeleteFactorResponse) Reset() {
 	*x = DeleteFactorResponse{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[29]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2086,7 @@ func (x *DeleteFactorResponse) String() string {
 func (*DeleteFactorResponse) ProtoMessage() {}
 
 func (x *DeleteFactorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[29]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2099,7 @@ func (x *DeleteFactorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFactorResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFactorResponse) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{29}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{31}
 }
 
 type ResetUserRequest struct {
@@ -2014,7 +2113,7 @@ type ResetUserRequest struct {
 
 func (x *ResetUserRequest) Reset() {
 	*x = ResetUserRequest{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[30]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2125,7 @@ func (x *ResetUserRequest) String() string {
 func (*ResetUserRequest) ProtoMessage() {}
 
 func (x *ResetUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[30]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2138,7 @@ func (x *ResetUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetUserRequest) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{30}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResetUserRequest) GetUserId() string {
@@ -2064,7 +2163,7 @@ type ResetUserResponse struct {
 
 func (x *ResetUserResponse) Reset() {
 	*x = ResetUserResponse{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[31]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2175,7 @@ func (x *ResetUserResponse) String() string {
 func (*ResetUserResponse) ProtoMessage() {}
 
 func (x *ResetUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[31]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2188,7 @@ func (x *ResetUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetUserResponse) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{31}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{33}
 }
 
 type UnlockUserRequest struct {
@@ -2102,7 +2201,7 @@ type UnlockUserRequest struct {
 
 func (x *UnlockUserRequest) Reset() {
 	*x = UnlockUserRequest{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[32]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2213,7 @@ func (x *UnlockUserRequest) String() string {
 func (*UnlockUserRequest) ProtoMessage() {}
 
 func (x *UnlockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[32]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2226,7 @@ func (x *UnlockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockUserRequest) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{32}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UnlockUserRequest) GetUserId() string {
@@ -2152,7 +2251,7 @@ type UnlockUserResponse struct {
 
 func (x *UnlockUserResponse) Reset() {
 	*x = UnlockUserResponse{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[33]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2263,7 @@ func (x *UnlockUserResponse) String() string {
 func (*UnlockUserResponse) ProtoMessage() {}
 
 func (x *UnlockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[33]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2276,7 @@ func (x *UnlockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockUserResponse) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{33}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{35}
 }
 
 type IssueActivationCodeRequest struct {
@@ -2191,7 +2290,7 @@ type IssueActivationCodeRequest struct {
 
 func (x *IssueActivationCodeRequest) Reset() {
 	*x = IssueActivationCodeRequest{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[34]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2302,7 @@ func (x *IssueActivationCodeRequest) String() string {
 func (*IssueActivationCodeRequest) ProtoMessage() {}
 
 func (x *IssueActivationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[34]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2315,7 @@ func (x *IssueActivationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueActivationCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueActivationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{34}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *IssueActivationCodeRequest) GetUserId() string {
@@ -2245,7 +2344,7 @@ type IssueActivationCodeResponse struct {
 
 func (x *IssueActivationCodeResponse) Reset() {
 	*x = IssueActivationCodeResponse{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[35]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2356,7 @@ func (x *IssueActivationCodeResponse) String() string {
 func (*IssueActivationCodeResponse) ProtoMessage() {}
 
 func (x *IssueActivationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[35]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2369,7 @@ func (x *IssueActivationCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueActivationCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueActivationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{35}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IssueActivationCodeResponse) GetCode() string {
@@ -2299,7 +2398,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[36]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2410,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[36]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2423,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{36}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAuditEventsRequest) GetUserId() string {
@@ -2357,7 +2456,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[37]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2468,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[37]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2481,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{37}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditEvent) GetTime() *timestamppb.Timestamp {
@@ -2436,7 +2535,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[38]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2547,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[38]
+	mi := &file_secondfactor_v1_secondfactor_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2560,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{38}
+	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -2570,7 +2669,11 @@ const file_secondfactor_v1_secondfactor_proto_rawDesc = "" +
 	"\averdict\x18\x01 \x01(\x0e2\x18.secondfactor.v1.VerdictR\averdict\x12:\n" +
 	"\vretry_after\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12\x1c\n" +
-	"\tremaining\x18\x03 \x01(\rR\tremaining\"S\n" +
+	"\tremaining\x18\x03 \x01(\rR\tremaining\"K\n" +
+	"\x1eRegenerateRecoveryCodesRequest\x12)\n" +
+	"\x10enrollment_token\x18\x01 \x01(\tR\x0fenrollmentToken\"H\n" +
+	"\x1fRegenerateRecoveryCodesResponse\x12%\n" +
+	"\x0erecovery_codes\x18\x01 \x03(\tR\rrecoveryCodes\"S\n" +
 	"\x19CreateVerificationRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
 	"\n" +
@@ -2640,8 +2743,7 @@ const file_secondfactor_v1_secondfactor_proto_rawDesc = "" +
 	"\x1aTOTP_ALGORITHM_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TOTP_ALGORITHM_SHA1\x10\x01\x12\x19\n" +
 	"\x15TOTP_ALGORITHM_SHA256\x10\x02\x12\x19\n" +
-	"\x15TOTP_ALGORITHM_SHA512\x10\x032\xbe\n" +
-	"\n" +
+	"\x15TOTP_ALGORITHM_SHA512\x10\x032\xbc\v\n" +
 	"\fSecondFactor\x12L\n" +
 	"\aGetUser\x12\x1f.secondfactor.v1.GetUserRequest\x1a .secondfactor.v1.GetUserResponse\x12g\n" +
 	"\x10CreateEnrollment\x12(.secondfactor.v1.CreateEnrollmentRequest\x1a).secondfactor.v1.CreateEnrollmentResponse\x12p\n" +
@@ -2653,7 +2755,8 @@ const file_secondfactor_v1_secondfactor_proto_rawDesc = "" +
 	"\x1aFinishWebAuthnRegistration\x122.secondfactor.v1.FinishWebAuthnRegistrationRequest\x1a3.secondfactor.v1.FinishWebAuthnRegistrationResponse\x12m\n" +
 	"\x12BeginWebAuthnLogin\x12*.secondfactor.v1.BeginWebAuthnLoginRequest\x1a+.secondfactor.v1.BeginWebAuthnLoginResponse\x12p\n" +
 	"\x13FinishWebAuthnLogin\x12+.secondfactor.v1.FinishWebAuthnLoginRequest\x1a,.secondfactor.v1.FinishWebAuthnLoginResponse\x12m\n" +
-	"\x12VerifyRecoveryCode\x12*.secondfactor.v1.VerifyRecoveryCodeRequest\x1a+.secondfactor.v1.VerifyRecoveryCodeResponse\x12m\n" +
+	"\x12VerifyRecoveryCode\x12*.secondfactor.v1.VerifyRecoveryCodeRequest\x1a+.secondfactor.v1.VerifyRecoveryCodeResponse\x12|\n" +
+	"\x17RegenerateRecoveryCodes\x12/.secondfactor.v1.RegenerateRecoveryCodesRequest\x1a0.secondfactor.v1.RegenerateRecoveryCodesResponse\x12m\n" +
 	"\x12CreateVerification\x12*.secondfactor.v1.CreateVerificationRequest\x1a+.secondfactor.v1.CreateVerificationResponse\x12m\n" +
 	"\x12RedeemVerification\x12*.secondfactor.v1.RedeemVerificationRequest\x1a+.secondfactor.v1.RedeemVerificationResponse2\xc1\x04\n" +
 	"\x05Admin\x12X\n" +
@@ -2678,7 +2781,7 @@ func file_secondfactor_v1_secondfactor_proto_rawDescGZIP() []byte {
 }
 
 var file_secondfactor_v1_secondfactor_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_secondfactor_v1_secondfactor_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_secondfactor_v1_secondfactor_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_secondfactor_v1_secondfactor_proto_goTypes = []any{
 	(FactorKind)(0),                            // 0: secondfactor.v1.FactorKind
 	(Proof)(0),                                 // 1: secondfactor.v1.Proof
@@ -2706,53 +2809,55 @@ var file_secondfactor_v1_secondfactor_proto_goTypes = []any{
 	(*FinishWebAuthnLoginResponse)(nil),        // 23: secondfactor.v1.FinishWebAuthnLoginResponse
 	(*VerifyRecoveryCodeRequest)(nil),          // 24: secondfactor.v1.VerifyRecoveryCodeRequest
 	(*VerifyRecoveryCodeResponse)(nil),         // 25: secondfactor.v1.VerifyRecoveryCodeResponse
-	(*CreateVerificationRequest)(nil),          // 26: secondfactor.v1.CreateVerificationRequest
-	(*CreateVerificationResponse)(nil),         // 27: secondfactor.v1.CreateVerificationResponse
-	(*RedeemVerificationRequest)(nil),          // 28: secondfactor.v1.RedeemVerificationRequest
-	(*RedeemVerificationResponse)(nil),         // 29: secondfactor.v1.RedeemVerificationResponse
-	(*ListFactorsRequest)(nil),                 // 30: secondfactor.v1.ListFactorsRequest
-	(*ListFactorsResponse)(nil),                // 31: secondfactor.v1.ListFactorsResponse
-	(*DeleteFactorRequest)(nil),                // 32: secondfactor.v1.DeleteFactorRequest
-	(*DeleteFactorResponse)(nil),               // 33: secondfactor.v1.DeleteFactorResponse
-	(*ResetUserRequest)(nil),                   // 34: secondfactor.v1.ResetUserRequest
-	(*ResetUserResponse)(nil),                  // 35: secondfactor.v1.ResetUserResponse
-	(*UnlockUserRequest)(nil),                  // 36: secondfactor.v1.UnlockUserRequest
-	(*UnlockUserResponse)(nil),                 // 37: secondfactor.v1.UnlockUserResponse
-	(*IssueActivationCodeRequest)(nil),         // 38: secondfactor.v1.IssueActivationCodeRequest
-	(*IssueActivationCodeResponse)(nil),        // 39: secondfactor.v1.IssueActivationCodeResponse
-	(*ListAuditEventsRequest)(nil),             // 40: secondfactor.v1.ListAuditEventsRequest
-	(*AuditEvent)(nil),                         // 41: secondfactor.v1.AuditEvent
-	(*ListAuditEventsResponse)(nil),            // 42: secondfactor.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),              // 43: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),                // 44: google.protobuf.Duration
+	(*RegenerateRecoveryCodesRequest)(nil),     // 26: secondfactor.v1.RegenerateRecoveryCodesRequest
+	(*RegenerateRecoveryCodesResponse)(nil),    // 27: secondfactor.v1.RegenerateRecoveryCodesResponse
+	(*CreateVerificationRequest)(nil),          // 28: secondfactor.v1.CreateVerificationRequest
+	(*CreateVerificationResponse)(nil),         // 29: secondfactor.v1.CreateVerificationResponse
+	(*RedeemVerificationRequest)(nil),          // 30: secondfactor.v1.RedeemVerificationRequest
+	(*RedeemVerificationResponse)(nil),         // 31: secondfactor.v1.RedeemVerificationResponse
+	(*ListFactorsRequest)(nil),                 // 32: secondfactor.v1.ListFactorsRequest
+	(*ListFactorsResponse)(nil),                // 33: secondfactor.v1.ListFactorsResponse
+	(*DeleteFactorRequest)(nil),                // 34: secondfactor.v1.DeleteFactorRequest
+	(*DeleteFactorResponse)(nil),               // 35: secondfactor.v1.DeleteFactorResponse
+	(*ResetUserRequest)(nil),                   // 36: secondfactor.v1.ResetUserRequest
+	(*ResetUserResponse)(nil),                  // 37: secondfactor.v1.ResetUserResponse
+	(*UnlockUserRequest)(nil),                  // 38: secondfactor.v1.UnlockUserRequest
+	(*UnlockUserResponse)(nil),                 // 39: secondfactor.v1.UnlockUserResponse
+	(*IssueActivationCodeRequest)(nil),         // 40: secondfactor.v1.IssueActivationCodeRequest
+	(*IssueActivationCodeResponse)(nil),        // 41: secondfactor.v1.IssueActivationCodeResponse
+	(*ListAuditEventsRequest)(nil),             // 42: secondfactor.v1.ListAuditEventsRequest
+	(*AuditEvent)(nil),                         // 43: secondfactor.v1.AuditEvent
+	(*ListAuditEventsResponse)(nil),            // 44: secondfactor.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),              // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),                // 46: google.protobuf.Duration
 }
 var file_secondfactor_v1_secondfactor_proto_depIdxs = []int32{
 	0,  // 0: secondfactor.v1.Factor.kind:type_name -> secondfactor.v1.FactorKind
-	43, // 1: secondfactor.v1.Factor.created_at:type_name -> google.protobuf.Timestamp
-	43, // 2: secondfactor.v1.Factor.last_used_at:type_name -> google.protobuf.Timestamp
+	45, // 1: secondfactor.v1.Factor.created_at:type_name -> google.protobuf.Timestamp
+	45, // 2: secondfactor.v1.Factor.last_used_at:type_name -> google.protobuf.Timestamp
 	4,  // 3: secondfactor.v1.GetUserResponse.factors:type_name -> secondfactor.v1.Factor
 	1,  // 4: secondfactor.v1.CreateEnrollmentRequest.proof:type_name -> secondfactor.v1.Proof
-	43, // 5: secondfactor.v1.CreateEnrollmentResponse.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 5: secondfactor.v1.CreateEnrollmentResponse.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: secondfactor.v1.BeginTOTPEnrollmentResponse.algorithm:type_name -> secondfactor.v1.TOTPAlgorithm
-	44, // 7: secondfactor.v1.BeginTOTPEnrollmentResponse.period:type_name -> google.protobuf.Duration
-	43, // 8: secondfactor.v1.BeginTOTPEnrollmentResponse.expires_at:type_name -> google.protobuf.Timestamp
+	46, // 7: secondfactor.v1.BeginTOTPEnrollmentResponse.period:type_name -> google.protobuf.Duration
+	45, // 8: secondfactor.v1.BeginTOTPEnrollmentResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 9: secondfactor.v1.FinishTOTPEnrollmentResponse.factor:type_name -> secondfactor.v1.Factor
 	5,  // 10: secondfactor.v1.VerifyTOTPRequest.client:type_name -> secondfactor.v1.ClientInfo
 	2,  // 11: secondfactor.v1.VerifyTOTPResponse.verdict:type_name -> secondfactor.v1.Verdict
-	44, // 12: secondfactor.v1.VerifyTOTPResponse.retry_after:type_name -> google.protobuf.Duration
+	46, // 12: secondfactor.v1.VerifyTOTPResponse.retry_after:type_name -> google.protobuf.Duration
 	4,  // 13: secondfactor.v1.FinishWebAuthnRegistrationResponse.factor:type_name -> secondfactor.v1.Factor
 	5,  // 14: secondfactor.v1.BeginWebAuthnLoginRequest.client:type_name -> secondfactor.v1.ClientInfo
 	5,  // 15: secondfactor.v1.FinishWebAuthnLoginRequest.client:type_name -> secondfactor.v1.ClientInfo
 	2,  // 16: secondfactor.v1.FinishWebAuthnLoginResponse.verdict:type_name -> secondfactor.v1.Verdict
 	5,  // 17: secondfactor.v1.VerifyRecoveryCodeRequest.client:type_name -> secondfactor.v1.ClientInfo
 	2,  // 18: secondfactor.v1.VerifyRecoveryCodeResponse.verdict:type_name -> secondfactor.v1.Verdict
-	44, // 19: secondfactor.v1.VerifyRecoveryCodeResponse.retry_after:type_name -> google.protobuf.Duration
-	43, // 20: secondfactor.v1.CreateVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
+	46, // 19: secondfactor.v1.VerifyRecoveryCodeResponse.retry_after:type_name -> google.protobuf.Duration
+	45, // 20: secondfactor.v1.CreateVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 21: secondfactor.v1.RedeemVerificationResponse.verdict:type_name -> secondfactor.v1.Verdict
 	4,  // 22: secondfactor.v1.ListFactorsResponse.factors:type_name -> secondfactor.v1.Factor
-	43, // 23: secondfactor.v1.IssueActivationCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	43, // 24: secondfactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	41, // 25: secondfactor.v1.ListAuditEventsResponse.events:type_name -> secondfactor.v1.AuditEvent
+	45, // 23: secondfactor.v1.IssueActivationCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 24: secondfactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	43, // 25: secondfactor.v1.ListAuditEventsResponse.events:type_name -> secondfactor.v1.AuditEvent
 	6,  // 26: secondfactor.v1.SecondFactor.GetUser:input_type -> secondfactor.v1.GetUserRequest
 	8,  // 27: secondfactor.v1.SecondFactor.CreateEnrollment:input_type -> secondfactor.v1.CreateEnrollmentRequest
 	10, // 28: secondfactor.v1.SecondFactor.BeginTOTPEnrollment:input_type -> secondfactor.v1.BeginTOTPEnrollmentRequest
@@ -2763,34 +2868,36 @@ var file_secondfactor_v1_secondfactor_proto_depIdxs = []int32{
 	20, // 33: secondfactor.v1.SecondFactor.BeginWebAuthnLogin:input_type -> secondfactor.v1.BeginWebAuthnLoginRequest
 	22, // 34: secondfactor.v1.SecondFactor.FinishWebAuthnLogin:input_type -> secondfactor.v1.FinishWebAuthnLoginRequest
 	24, // 35: secondfactor.v1.SecondFactor.VerifyRecoveryCode:input_type -> secondfactor.v1.VerifyRecoveryCodeRequest
-	26, // 36: secondfactor.v1.SecondFactor.CreateVerification:input_type -> secondfactor.v1.CreateVerificationRequest
-	28, // 37: secondfactor.v1.SecondFactor.RedeemVerification:input_type -> secondfactor.v1.RedeemVerificationRequest
-	30, // 38: secondfactor.v1.Admin.ListFactors:input_type -> secondfactor.v1.ListFactorsRequest
-	32, // 39: secondfactor.v1.Admin.DeleteFactor:input_type -> secondfactor.v1.DeleteFactorRequest
-	34, // 40: secondfactor.v1.Admin.ResetUser:input_type -> secondfactor.v1.ResetUserRequest
-	36, // 41: secondfactor.v1.Admin.UnlockUser:input_type -> secondfactor.v1.UnlockUserRequest
-	38, // 42: secondfactor.v1.Admin.IssueActivationCode:input_type -> secondfactor.v1.IssueActivationCodeRequest
-	40, // 43: secondfactor.v1.Admin.ListAuditEvents:input_type -> secondfactor.v1.ListAuditEventsRequest
-	7,  // 44: secondfactor.v1.SecondFactor.GetUser:output_type -> secondfactor.v1.GetUserResponse
-	9,  // 45: secondfactor.v1.SecondFactor.CreateEnrollment:output_type -> secondfactor.v1.CreateEnrollmentResponse
-	11, // 46: secondfactor.v1.SecondFactor.BeginTOTPEnrollment:output_type -> secondfactor.v1.BeginTOTPEnrollmentResponse
-	13, // 47: secondfactor.v1.SecondFactor.FinishTOTPEnrollment:output_type -> secondfactor.v1.FinishTOTPEnrollmentResponse
-	15, // 48: secondfactor.v1.SecondFactor.VerifyTOTP:output_type -> secondfactor.v1.VerifyTOTPResponse
-	17, // 49: secondfactor.v1.SecondFactor.BeginWebAuthnRegistration:output_type -> secondfactor.v1.BeginWebAuthnRegistrationResponse
-	19, // 50: secondfactor.v1.SecondFactor.FinishWebAuthnRegistration:output_type -> secondfactor.v1.FinishWebAuthnRegistrationResponse
-	21, // 51: secondfactor.v1.SecondFactor.BeginWebAuthnLogin:output_type -> secondfactor.v1.BeginWebAuthnLoginResponse
-	23, // 52: secondfactor.v1.SecondFactor.FinishWebAuthnLogin:output_type -> secondfactor.v1.FinishWebAuthnLoginResponse
-	25, // 53: secondfactor.v1.SecondFactor.VerifyRecoveryCode:output_type -> secondfactor.v1.VerifyRecoveryCodeResponse
-	27, // 54: secondfactor.v1.SecondFactor.CreateVerification:output_type -> secondfactor.v1.CreateVerificationResponse
-	29, // 55: secondfactor.v1.SecondFactor.RedeemVerification:output_type -> secondfactor.v1.RedeemVerificationResponse
-	31, // 56: secondfactor.v1.Admin.ListFactors:output_type -> secondfactor.v1.ListFactorsResponse
-	33, // 57: secondfactor.v1.Admin.DeleteFactor:output_type -> secondfactor.v1.DeleteFactorResponse
-	35, // 58: secondfactor.v1.Admin.ResetUser:output_type -> secondfactor.v1.ResetUserResponse
-	37, // 59: secondfactor.v1.Admin.UnlockUser:output_type -> secondfactor.v1.UnlockUserResponse
-	39, // 60: secondfactor.v1.Admin.IssueActivationCode:output_type -> secondfactor.v1.IssueActivationCodeResponse
-	42, // 61: secondfactor.v1.Admin.ListAuditEvents:output_type -> secondfactor.v1.ListAuditEventsResponse
-	44, // [44:62] is the sub-list for method output_type
-	26, // [26:44] is the sub-list for method input_type
+	26, // 36: secondfactor.v1.SecondFactor.RegenerateRecoveryCodes:input_type -> secondfactor.v1.RegenerateRecoveryCodesRequest
+	28, // 37: secondfactor.v1.SecondFactor.CreateVerification:input_type -> secondfactor.v1.CreateVerificationRequest
+	30, // 38: secondfactor.v1.SecondFactor.RedeemVerification:input_type -> secondfactor.v1.RedeemVerificationRequest
+	32, // 39: secondfactor.v1.Admin.ListFactors:input_type -> secondfactor.v1.ListFactorsRequest
+	34, // 40: secondfactor.v1.Admin.DeleteFactor:input_type -> secondfactor.v1.DeleteFactorRequest
+	36, // 41: secondfactor.v1.Admin.ResetUser:input_type -> secondfactor.v1.ResetUserRequest
+	38, // 42: secondfactor.v1.Admin.UnlockUser:input_type -> secondfactor.v1.UnlockUserRequest
+	40, // 43: secondfactor.v1.Admin.IssueActivationCode:input_type -> secondfactor.v1.IssueActivationCodeRequest
+	42, // 44: secondfactor.v1.Admin.ListAuditEvents:input_type -> secondfactor.v1.ListAuditEventsRequest
+	7,  // 45: secondfactor.v1.SecondFactor.GetUser:output_type -> secondfactor.v1.GetUserResponse
+	9,  // 46: secondfactor.v1.SecondFactor.CreateEnrollment:output_type -> secondfactor.v1.CreateEnrollmentResponse
+	11, // 47: secondfactor.v1.SecondFactor.BeginTOTPEnrollment:output_type -> secondfactor.v1.BeginTOTPEnrollmentResponse
+	13, // 48: secondfactor.v1.SecondFactor.FinishTOTPEnrollment:output_type -> secondfactor.v1.FinishTOTPEnrollmentResponse
+	15, // 49: secondfactor.v1.SecondFactor.VerifyTOTP:output_type -> secondfactor.v1.VerifyTOTPResponse
+	17, // 50: secondfactor.v1.SecondFactor.BeginWebAuthnRegistration:output_type -> secondfactor.v1.BeginWebAuthnRegistrationResponse
+	19, // 51: secondfactor.v1.SecondFactor.FinishWebAuthnRegistration:output_type -> secondfactor.v1.FinishWebAuthnRegistrationResponse
+	21, // 52: secondfactor.v1.SecondFactor.BeginWebAuthnLogin:output_type -> secondfactor.v1.BeginWebAuthnLoginResponse
+	23, // 53: secondfactor.v1.SecondFactor.FinishWebAuthnLogin:output_type -> secondfactor.v1.FinishWebAuthnLoginResponse
+	25, // 54: secondfactor.v1.SecondFactor.VerifyRecoveryCode:output_type -> secondfactor.v1.VerifyRecoveryCodeResponse
+	27, // 55: secondfactor.v1.SecondFactor.RegenerateRecoveryCodes:output_type -> secondfactor.v1.RegenerateRecoveryCodesResponse
+	29, // 56: secondfactor.v1.SecondFactor.CreateVerification:output_type -> secondfactor.v1.CreateVerificationResponse
+	31, // 57: secondfactor.v1.SecondFactor.RedeemVerification:output_type -> secondfactor.v1.RedeemVerificationResponse
+	33, // 58: secondfactor.v1.Admin.ListFactors:output_type -> secondfactor.v1.ListFactorsResponse
+	35, // 59: secondfactor.v1.Admin.DeleteFactor:output_type -> secondfactor.v1.DeleteFactorResponse
+	37, // 60: secondfactor.v1.Admin.ResetUser:output_type -> secondfactor.v1.ResetUserResponse
+	39, // 61: secondfactor.v1.Admin.UnlockUser:output_type -> secondfactor.v1.UnlockUserResponse
+	41, // 62: secondfactor.v1.Admin.IssueActivationCode:output_type -> secondfactor.v1.IssueActivationCodeResponse
+	44, // 63: secondfactor.v1.Admin.ListAuditEvents:output_type -> secondfactor.v1.ListAuditEventsResponse
+	45, // [45:64] is the sub-list for method output_type
+	26, // [26:45] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2807,7 +2914,7 @@ func file_secondfactor_v1_secondfactor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_secondfactor_v1_secondfactor_proto_rawDesc), len(file_secondfactor_v1_secondfactor_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

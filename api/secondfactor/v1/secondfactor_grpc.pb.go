@@ -46,6 +46,7 @@ const (
 	SecondFactor_BeginWebAuthnLogin_FullMethodName         = "/secondfactor.v1.SecondFactor/BeginWebAuthnLogin"
 	SecondFactor_FinishWebAuthnLogin_FullMethodName        = "/secondfactor.v1.SecondFactor/FinishWebAuthnLogin"
 	SecondFactor_VerifyRecoveryCode_FullMethodName         = "/secondfactor.v1.SecondFactor/VerifyRecoveryCode"
+	SecondFactor_RegenerateRecoveryCodes_FullMethodName    = "/secondfactor.v1.SecondFactor/RegenerateRecoveryCodes"
 	SecondFactor_CreateVerification_FullMethodName         = "/secondfactor.v1.SecondFactor/CreateVerification"
 	SecondFactor_RedeemVerification_FullMethodName         = "/secondfactor.v1.SecondFactor/RedeemVerification"
 )
@@ -79,16 +80,28 @@ type SecondFactorClient interface {
 	// once per factor, across all replicas.
 	VerifyTOTP(ctx context.Context, in *VerifyTOTPRequest, opts ...grpc.CallOption) (*VerifyTOTPResponse, error)
 	// BeginWebAuthnRegistration starts registering a security key or passkey in
-	// an enrolment session.
+	// an enrolment session. The user's existing credentials are excluded.
 	BeginWebAuthnRegistration(ctx context.Context, in *BeginWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*BeginWebAuthnRegistrationResponse, error)
-	// FinishWebAuthnRegistration stores the credential the browser created.
+	// FinishWebAuthnRegistration stores the credential the browser created
+	// and completes the enrolment session. A credential refused by the policy
+	// (origin, RP ID, user verification, authenticator model, synced passkey)
+	// is INVALID_ARGUMENT naming credential_json; a credential ID already
+	// registered, to this user or another, is ALREADY_EXISTS.
 	FinishWebAuthnRegistration(ctx context.Context, in *FinishWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*FinishWebAuthnRegistrationResponse, error)
 	// BeginWebAuthnLogin returns the options for navigator.credentials.get.
 	BeginWebAuthnLogin(ctx context.Context, in *BeginWebAuthnLoginRequest, opts ...grpc.CallOption) (*BeginWebAuthnLoginResponse, error)
-	// FinishWebAuthnLogin checks the assertion the browser returned.
+	// FinishWebAuthnLogin checks the assertion the browser returned. The
+	// challenge is consumed by the first call, whatever its outcome; an
+	// unknown, expired or used challenge is REJECTED. A TOTP lock does not
+	// apply: an assertion cannot be guessed.
 	FinishWebAuthnLogin(ctx context.Context, in *FinishWebAuthnLoginRequest, opts ...grpc.CallOption) (*FinishWebAuthnLoginResponse, error)
-	// VerifyRecoveryCode consumes one of the user's recovery codes.
+	// VerifyRecoveryCode consumes one of the user's recovery codes. Attempts
+	// count against the same failure lock as TOTP codes.
 	VerifyRecoveryCode(ctx context.Context, in *VerifyRecoveryCodeRequest, opts ...grpc.CallOption) (*VerifyRecoveryCodeResponse, error)
+	// RegenerateRecoveryCodes replaces all of a user's recovery codes with a
+	// new set. It needs an enrolment session created with
+	// PROOF_EXISTING_FACTOR, which it completes.
+	RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error)
 	// CreateVerification returns a link to the hosted verification page.
 	CreateVerification(ctx context.Context, in *CreateVerificationRequest, opts ...grpc.CallOption) (*CreateVerificationResponse, error)
 	// RedeemVerification exchanges the one-time result of a hosted verification.
@@ -203,6 +216,16 @@ func (c *secondFactorClient) VerifyRecoveryCode(ctx context.Context, in *VerifyR
 	return out, nil
 }
 
+func (c *secondFactorClient) RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegenerateRecoveryCodesResponse)
+	err := c.cc.Invoke(ctx, SecondFactor_RegenerateRecoveryCodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *secondFactorClient) CreateVerification(ctx context.Context, in *CreateVerificationRequest, opts ...grpc.CallOption) (*CreateVerificationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateVerificationResponse)
@@ -252,16 +275,28 @@ type SecondFactorServer interface {
 	// once per factor, across all replicas.
 	VerifyTOTP(context.Context, *VerifyTOTPRequest) (*VerifyTOTPResponse, error)
 	// BeginWebAuthnRegistration starts registering a security key or passkey in
-	// an enrolment session.
+	// an enrolment session. The user's existing credentials are excluded.
 	BeginWebAuthnRegistration(context.Context, *BeginWebAuthnRegistrationRequest) (*BeginWebAuthnRegistrationResponse, error)
-	// FinishWebAuthnRegistration stores the credential the browser created.
+	// FinishWebAuthnRegistration stores the credential the browser created
+	// and completes the enrolment session. A credential refused by the policy
+	// (origin, RP ID, user verification, authenticator model, synced passkey)
+	// is INVALID_ARGUMENT naming credential_json; a credential ID already
+	// registered, to this user or another, is ALREADY_EXISTS.
 	FinishWebAuthnRegistration(context.Context, *FinishWebAuthnRegistrationRequest) (*FinishWebAuthnRegistrationResponse, error)
 	// BeginWebAuthnLogin returns the options for navigator.credentials.get.
 	BeginWebAuthnLogin(context.Context, *BeginWebAuthnLoginRequest) (*BeginWebAuthnLoginResponse, error)
-	// FinishWebAuthnLogin checks the assertion the browser returned.
+	// FinishWebAuthnLogin checks the assertion the browser returned. The
+	// challenge is consumed by the first call, whatever its outcome; an
+	// unknown, expired or used challenge is REJECTED. A TOTP lock does not
+	// apply: an assertion cannot be guessed.
 	FinishWebAuthnLogin(context.Context, *FinishWebAuthnLoginRequest) (*FinishWebAuthnLoginResponse, error)
-	// VerifyRecoveryCode consumes one of the user's recovery codes.
+	// VerifyRecoveryCode consumes one of the user's recovery codes. Attempts
+	// count against the same failure lock as TOTP codes.
 	VerifyRecoveryCode(context.Context, *VerifyRecoveryCodeRequest) (*VerifyRecoveryCodeResponse, error)
+	// RegenerateRecoveryCodes replaces all of a user's recovery codes with a
+	// new set. It needs an enrolment session created with
+	// PROOF_EXISTING_FACTOR, which it completes.
+	RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error)
 	// CreateVerification returns a link to the hosted verification page.
 	CreateVerification(context.Context, *CreateVerificationRequest) (*CreateVerificationResponse, error)
 	// RedeemVerification exchanges the one-time result of a hosted verification.
@@ -305,6 +340,9 @@ func (UnimplementedSecondFactorServer) FinishWebAuthnLogin(context.Context, *Fin
 }
 func (UnimplementedSecondFactorServer) VerifyRecoveryCode(context.Context, *VerifyRecoveryCodeRequest) (*VerifyRecoveryCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyRecoveryCode not implemented")
+}
+func (UnimplementedSecondFactorServer) RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegenerateRecoveryCodes not implemented")
 }
 func (UnimplementedSecondFactorServer) CreateVerification(context.Context, *CreateVerificationRequest) (*CreateVerificationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateVerification not implemented")
@@ -513,6 +551,24 @@ func _SecondFactor_VerifyRecoveryCode_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SecondFactor_RegenerateRecoveryCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegenerateRecoveryCodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecondFactorServer).RegenerateRecoveryCodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecondFactor_RegenerateRecoveryCodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecondFactorServer).RegenerateRecoveryCodes(ctx, req.(*RegenerateRecoveryCodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SecondFactor_CreateVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateVerificationRequest)
 	if err := dec(in); err != nil {
@@ -595,6 +651,10 @@ var SecondFactor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyRecoveryCode",
 			Handler:    _SecondFactor_VerifyRecoveryCode_Handler,
+		},
+		{
+			MethodName: "RegenerateRecoveryCodes",
+			Handler:    _SecondFactor_RegenerateRecoveryCodes_Handler,
 		},
 		{
 			MethodName: "CreateVerification",

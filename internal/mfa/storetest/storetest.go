@@ -40,6 +40,15 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentStartAttempt", testConcurrentStartAttempt},
 		{"ConcurrentConfirmFactor", testConcurrentConfirm},
 		{"ConcurrentActivate", testConcurrentActivate},
+		{"WebAuthnFactor", testWebAuthnFactor},
+		{"DuplicateCredential", testDuplicateCredential},
+		{"AcceptAssertion", testAcceptAssertion},
+		{"Challenge", testChallenge},
+		{"RecoveryCodes", testRecoveryCodes},
+		{"ReplaceRecoveryCodes", testReplaceRecoveryCodes},
+		{"ConcurrentTakeChallenge", testConcurrentTakeChallenge},
+		{"ConcurrentAcceptAssertion", testConcurrentAcceptAssertion},
+		{"ConcurrentConsumeRecoveryCode", testConcurrentConsumeRecovery},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -473,5 +482,237 @@ func testConcurrentActivate(t *testing.T, s mfa.Store) {
 	})
 	if wins != 1 {
 		t.Fatalf("one activation code activated %d sessions, want 1", wins)
+	}
+}
+
+func webauthnFactor(id string, credID string, signCount uint32) mfa.Factor {
+	return mfa.Factor{
+		ID: id, Kind: mfa.KindWebAuthn, Name: "key " + id, CreatedAt: t0,
+		WebAuthn: &mfa.WebAuthn{
+			CredentialID: []byte(credID), PublicKey: []byte("cose-" + credID), AttestationType: "none",
+			AttestationFormat: "none", AAGUID: make([]byte, 16), Transports: []string{"usb", "nfc"},
+			BackupEligible: true, BackupState: false, UserVerified: true, SignCount: signCount,
+		},
+	}
+}
+
+// addWebAuthn gives user the confirmed WebAuthn factor f.
+func addWebAuthn(t *testing.T, s mfa.Store, user string, f mfa.Factor, recovery ...string) error {
+	t.Helper()
+	hash := "h-" + user + "-" + f.ID
+	must(t, s.CreateEnrollment(ctx, session(user, hash, false)))
+	return s.ConfirmFactor(ctx, mfa.Confirmation{UserID: user, FactorID: f.ID, Factor: &f, TokenHash: hash, Now: t0, RecoveryHashes: recovery})
+}
+
+func testWebAuthnFactor(t *testing.T, s mfa.Store) {
+	f := webauthnFactor("00000000000000c1", "cred-1", 7)
+	must(t, addWebAuthn(t, s, "alice", f))
+	u, err := s.User(ctx, "alice")
+	must(t, err)
+	if diff := cmp.Diff([]mfa.Factor{f}, u.Factors); diff != "" {
+		t.Fatalf("WebAuthn factor round trip (-want +got):\n%s", diff)
+	}
+	a := attempt(t, s, "alice", t0)
+	if diff := cmp.Diff([]mfa.Factor{f}, a.Factors); diff != "" {
+		t.Fatalf("StartAttempt factors (-want +got):\n%s", diff)
+	}
+}
+
+func testDuplicateCredential(t *testing.T, s mfa.Store) {
+	must(t, addWebAuthn(t, s, "alice", webauthnFactor("00000000000000c1", "cred-1", 0)))
+	must(t, s.CreateEnrollment(ctx, session("bob", "hb", true)))
+	g := webauthnFactor("00000000000000c2", "cred-1", 0)
+	err := s.ConfirmFactor(ctx, mfa.Confirmation{UserID: "bob", FactorID: g.ID, Factor: &g, TokenHash: "hb", FirstFactor: true, Now: t0})
+	wantErr(t, "another user's credential ID", err, mfa.ErrDuplicate)
+	if _, err := s.Enrollment(ctx, "hb", t0); err != nil {
+		t.Fatalf("a refused credential consumed the session: %v", err)
+	}
+	u, err := s.User(ctx, "bob")
+	must(t, err)
+	if len(u.Factors) != 0 {
+		t.Fatalf("a duplicate credential was stored: %+v", u.Factors)
+	}
+	err = addWebAuthn(t, s, "alice", webauthnFactor("00000000000000c3", "cred-1", 0))
+	wantErr(t, "the same user's credential ID again", err, mfa.ErrDuplicate)
+	// A failed confirmation does not keep the credential ID: bob's session
+	// was for a first factor, so it fails with ErrConflict once bob has one.
+	must(t, addWebAuthn(t, s, "bob", webauthnFactor("00000000000000c4", "cred-2", 0)))
+	must(t, s.CreateEnrollment(ctx, session("bob", "hb2", true)))
+	h := webauthnFactor("00000000000000c5", "cred-3", 0)
+	err = s.ConfirmFactor(ctx, mfa.Confirmation{UserID: "bob", FactorID: h.ID, Factor: &h, TokenHash: "hb2", FirstFactor: true, Now: t0})
+	wantErr(t, "a second first factor", err, mfa.ErrConflict)
+	must(t, addWebAuthn(t, s, "carol", webauthnFactor("00000000000000c6", "cred-3", 0)))
+}
+
+func testAcceptAssertion(t *testing.T, s mfa.Store) {
+	f := webauthnFactor("00000000000000c1", "cred-1", 3)
+	must(t, addWebAuthn(t, s, "alice", f))
+	for range limits.MaxFailures - 1 {
+		attempt(t, s, "alice", t0)
+	}
+	later := t0.Add(time.Minute)
+	for _, c := range []struct {
+		count uint32
+		want  bool
+	}{{3, false}, {2, false}, {0, false}, {4, true}, {4, false}, {9, true}} {
+		got, err := s.AcceptAssertion(ctx, "alice", f.ID, mfa.AssertionUse{SignCount: c.count, BackupState: true, UserVerified: true}, later)
+		must(t, err)
+		if got != c.want {
+			t.Fatalf("AcceptAssertion(sign count %d): got %v, want %v", c.count, got, c.want)
+		}
+	}
+	u, err := s.User(ctx, "alice")
+	must(t, err)
+	w := u.Factors[0].WebAuthn
+	if w.SignCount != 9 || !w.BackupState || !u.Factors[0].LastUsedAt.Equal(later) || !u.LastVerifiedAt.Equal(later) {
+		t.Fatalf("after assertions: %+v, last used %v, last verified %v", w, u.Factors[0].LastUsedAt, u.LastVerifiedAt)
+	}
+	// The success reset the failures: ten more attempts before a lock.
+	for i := 1; i <= limits.MaxFailures; i++ {
+		if a := attempt(t, s, "alice", later); a.Locked {
+			t.Fatalf("attempt %d after a WebAuthn success: locked", i)
+		}
+	}
+	// An authenticator without a counter always reports zero.
+	g := webauthnFactor("00000000000000c2", "cred-2", 0)
+	must(t, addWebAuthn(t, s, "bob", g))
+	for i := range 2 {
+		ok, err := s.AcceptAssertion(ctx, "bob", g.ID, mfa.AssertionUse{}, later)
+		must(t, err)
+		if !ok {
+			t.Fatalf("counter-less assertion %d refused", i)
+		}
+	}
+	ok, err := s.AcceptAssertion(ctx, "bob", "00000000000000ff", mfa.AssertionUse{SignCount: 1}, later)
+	must(t, err)
+	if ok {
+		t.Fatal("AcceptAssertion of a factor that does not exist: got true")
+	}
+	enroll(t, s, "bob", "00000000000000a1", 1)
+	ok, err = s.AcceptAssertion(ctx, "bob", "00000000000000a1", mfa.AssertionUse{SignCount: 1}, later)
+	must(t, err)
+	if ok {
+		t.Fatal("AcceptAssertion of a TOTP factor: got true")
+	}
+}
+
+func testChallenge(t *testing.T, s mfa.Store) {
+	c := mfa.Challenge{UserID: "alice", Name: "key", Session: []byte(`{"challenge":"abc"}`)}
+	must(t, s.PutChallenge(ctx, "ch1", c, t0.Add(5*time.Minute)))
+	must(t, s.PutChallenge(ctx, "ch2", c, t0.Add(5*time.Minute)))
+	got, err := s.TakeChallenge(ctx, "ch1", t0)
+	must(t, err)
+	if diff := cmp.Diff(c, got); diff != "" {
+		t.Fatalf("challenge round trip (-want +got):\n%s", diff)
+	}
+	_, err = s.TakeChallenge(ctx, "ch1", t0)
+	wantErr(t, "a challenge taken twice", err, mfa.ErrNotFound)
+	_, err = s.TakeChallenge(ctx, "ch2", t0.Add(5*time.Minute))
+	wantErr(t, "an expired challenge", err, mfa.ErrNotFound)
+	_, err = s.TakeChallenge(ctx, "ch2", t0)
+	wantErr(t, "an expired challenge, taken", err, mfa.ErrNotFound)
+	_, err = s.TakeChallenge(ctx, "nope", t0)
+	wantErr(t, "an unknown challenge", err, mfa.ErrNotFound)
+}
+
+func testRecoveryCodes(t *testing.T, s mfa.Store) {
+	must(t, addWebAuthn(t, s, "alice", webauthnFactor("00000000000000c1", "cred-1", 0), "r1", "r2", "r3"))
+	u, err := s.User(ctx, "alice")
+	must(t, err)
+	if u.RecoveryCodes != 3 {
+		t.Fatalf("recovery codes after confirmation: %d, want 3", u.RecoveryCodes)
+	}
+	for range limits.MaxFailures - 1 {
+		attempt(t, s, "alice", t0)
+	}
+	for _, c := range []struct {
+		hash      string
+		ok        bool
+		remaining int
+	}{{"r2", true, 2}, {"r2", false, 2}, {"zz", false, 2}, {"r1", true, 1}} {
+		ok, remaining, err := s.ConsumeRecoveryCode(ctx, "alice", c.hash, t0)
+		must(t, err)
+		if ok != c.ok || remaining != c.remaining {
+			t.Fatalf("ConsumeRecoveryCode(%s): %v, %d left; want %v, %d", c.hash, ok, remaining, c.ok, c.remaining)
+		}
+	}
+	if a := attempt(t, s, "alice", t0); a.Locked {
+		t.Fatal("a recovery code did not reset the failures")
+	}
+	ok, _, err := s.ConsumeRecoveryCode(ctx, "bob", "r3", t0)
+	must(t, err)
+	if ok {
+		t.Fatal("bob consumed alice's recovery code")
+	}
+	// The codes of a later confirmation without recovery hashes stay.
+	enroll(t, s, "alice", "00000000000000a1", 1)
+	u, err = s.User(ctx, "alice")
+	must(t, err)
+	if u.RecoveryCodes != 1 || !u.LastVerifiedAt.Equal(t0) {
+		t.Fatalf("after adding a factor: %d recovery codes, last verified %v", u.RecoveryCodes, u.LastVerifiedAt)
+	}
+}
+
+func testReplaceRecoveryCodes(t *testing.T, s mfa.Store) {
+	must(t, s.CreateEnrollment(ctx, session("alice", "first", true)))
+	err := s.ReplaceRecoveryCodes(ctx, "first", "alice", []string{"n1"}, t0)
+	wantErr(t, "replace without a factor", err, mfa.ErrConflict)
+
+	must(t, addWebAuthn(t, s, "alice", webauthnFactor("00000000000000c1", "cred-1", 0), "o1", "o2"))
+	err = s.ReplaceRecoveryCodes(ctx, "first", "alice", []string{"n1"}, t0)
+	wantErr(t, "replace with a first-factor session", err, mfa.ErrConflict)
+	err = s.ReplaceRecoveryCodes(ctx, "nope", "alice", []string{"n1"}, t0)
+	wantErr(t, "replace with no session", err, mfa.ErrNotFound)
+	must(t, s.CreateEnrollment(ctx, session("alice", "more", false)))
+	err = s.ReplaceRecoveryCodes(ctx, "more", "bob", []string{"n1"}, t0)
+	wantErr(t, "replace with another user's session", err, mfa.ErrNotFound)
+	must(t, s.ReplaceRecoveryCodes(ctx, "more", "alice", []string{"n1", "n2", "n3"}, t0))
+	_, err = s.Enrollment(ctx, "more", t0)
+	wantErr(t, "the session after replacing", err, mfa.ErrNotFound)
+	ok, remaining, err := s.ConsumeRecoveryCode(ctx, "alice", "o1", t0)
+	must(t, err)
+	if ok {
+		t.Fatal("an old recovery code still works after replacing")
+	}
+	ok, remaining, err = s.ConsumeRecoveryCode(ctx, "alice", "n2", t0)
+	must(t, err)
+	if !ok || remaining != 2 {
+		t.Fatalf("a new recovery code: %v, %d left", ok, remaining)
+	}
+}
+
+func testConcurrentTakeChallenge(t *testing.T, s mfa.Store) {
+	must(t, s.PutChallenge(ctx, "ch", mfa.Challenge{UserID: "alice", Session: []byte("{}")}, t0.Add(time.Minute)))
+	wins := race(t, 50, func() (bool, error) {
+		_, err := s.TakeChallenge(ctx, "ch", t0)
+		if errors.Is(err, mfa.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if wins != 1 {
+		t.Fatalf("one challenge taken %d times at once, want 1", wins)
+	}
+}
+
+func testConcurrentAcceptAssertion(t *testing.T, s mfa.Store) {
+	f := webauthnFactor("00000000000000c1", "cred-1", 1)
+	must(t, addWebAuthn(t, s, "alice", f))
+	wins := race(t, 50, func() (bool, error) {
+		return s.AcceptAssertion(ctx, "alice", f.ID, mfa.AssertionUse{SignCount: 2}, t0)
+	})
+	if wins != 1 {
+		t.Fatalf("one sign count accepted %d times at once, want 1", wins)
+	}
+}
+
+func testConcurrentConsumeRecovery(t *testing.T, s mfa.Store) {
+	must(t, addWebAuthn(t, s, "alice", webauthnFactor("00000000000000c1", "cred-1", 0), "r1", "r2"))
+	wins := race(t, 30, func() (bool, error) {
+		ok, _, err := s.ConsumeRecoveryCode(ctx, "alice", "r1", t0)
+		return ok, err
+	})
+	if wins != 1 {
+		t.Fatalf("one recovery code accepted %d times at once, want 1", wins)
 	}
 }

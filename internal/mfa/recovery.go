@@ -1,0 +1,101 @@
+package mfa
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/secondfactor/secondfactor/internal/secret"
+)
+
+// Recovery codes: RecoveryCodeCount codes of 16 Crockford base32 characters
+// (80 bits) in groups of four, easy to read aloud and to type. Only their
+// hashes are stored; each works once.
+const (
+	RecoveryCodeCount  = 10
+	recoveryCodeGroups = 4
+)
+
+// newRecoveryCodes makes a set of codes and their hashes.
+func (s *Service) newRecoveryCodes() ([]secret.String, []string, error) {
+	codes := make([]secret.String, RecoveryCodeCount)
+	hashes := make([]string, RecoveryCodeCount)
+	for i := range codes {
+		c, err := secret.NewCode(s.o.Rand, recoveryCodeGroups)
+		if err != nil {
+			return nil, nil, err
+		}
+		norm, _ := secret.NormalizeCode(c.Reveal())
+		codes[i], hashes[i] = c, secret.Hash(norm)
+	}
+	return codes, hashes, nil
+}
+
+// firstFactorCodes makes recovery codes when a session enrols a user's first
+// factor, and none otherwise.
+func (s *Service) firstFactorCodes(e Enrollment) ([]secret.String, []string, error) {
+	if !e.FirstFactor {
+		return nil, nil, nil
+	}
+	return s.newRecoveryCodes()
+}
+
+// RecoveryResult is the answer of VerifyRecoveryCode.
+type RecoveryResult struct {
+	Result
+	Remaining int
+}
+
+// VerifyRecoveryCode consumes one of the user's recovery codes. Attempts
+// count against the same failure lock as TOTP.
+func (s *Service) VerifyRecoveryCode(ctx context.Context, userID, code string, c Client) (RecoveryResult, error) {
+	if err := checkUserID(userID); err != nil {
+		return RecoveryResult{}, err
+	}
+	norm, ok := secret.NormalizeCode(code)
+	if !ok || len(norm) != 4*recoveryCodeGroups {
+		return RecoveryResult{}, badField("code", "must be %d letters and digits, dashes allowed", 4*recoveryCodeGroups)
+	}
+	if err := c.check(); err != nil {
+		return RecoveryResult{}, err
+	}
+	now := s.o.Now()
+	att, err := s.o.Store.StartAttempt(ctx, userID, now, s.o.Limits)
+	if err != nil {
+		return RecoveryResult{}, err
+	}
+	if att.Locked {
+		return RecoveryResult{Result: Result{Verdict: Locked, RetryAfter: att.LockedUntil.Sub(now)}}, nil
+	}
+	ok, remaining, err := s.o.Store.ConsumeRecoveryCode(ctx, userID, secret.Hash(norm), now)
+	if err != nil {
+		return RecoveryResult{}, err
+	}
+	if !ok {
+		return RecoveryResult{Result: Result{Verdict: Rejected}}, nil
+	}
+	s.o.Logger.InfoContext(ctx, "recovery code used", "user_id", userID, "remaining", remaining, "ip", c.IP)
+	return RecoveryResult{Result: Result{Verdict: Accepted}, Remaining: remaining}, nil
+}
+
+// RegenerateRecoveryCodes replaces all of a user's recovery codes. The
+// enrolment session must be backed by an existing factor
+// (PROOF_EXISTING_FACTOR); it is completed by this call.
+func (s *Service) RegenerateRecoveryCodes(ctx context.Context, token string) ([]secret.String, error) {
+	e, err := s.session(ctx, token, "")
+	if err != nil {
+		return nil, err
+	}
+	if e.FirstFactor {
+		return nil, fmt.Errorf("%w: regenerating recovery codes needs a session created with PROOF_EXISTING_FACTOR", ErrRefused)
+	}
+	codes, hashes, err := s.newRecoveryCodes()
+	if err != nil {
+		return nil, err
+	}
+	err = s.o.Store.ReplaceRecoveryCodes(ctx, e.TokenHash, e.UserID, hashes, s.o.Now())
+	if err := s.confirmError(err); err != nil {
+		return nil, err
+	}
+	s.o.Logger.InfoContext(ctx, "recovery codes regenerated", "user_id", e.UserID)
+	return codes, nil
+}

@@ -1,0 +1,281 @@
+package mfa
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/secondfactor/secondfactor/internal/secret"
+)
+
+// RelyingParty runs WebAuthn ceremonies (package passkey implements it).
+// Sessions are opaque bytes the service keeps server-side between the two
+// halves of a ceremony.
+type RelyingParty interface {
+	// BeginRegistration returns creation options for the browser,
+	// excluding the user's credentials.
+	BeginRegistration(u WebAuthnUser) (options, session []byte, err error)
+	// FinishRegistration checks a new credential; a *CeremonyError says why
+	// one is refused.
+	FinishRegistration(u WebAuthnUser, session, credentialJSON []byte) (*WebAuthn, error)
+	// BeginLogin returns request options; a user without credentials gets
+	// options of the same shape.
+	BeginLogin(u WebAuthnUser) (options, session []byte, err error)
+	// FinishLogin verifies an assertion; a *CeremonyError says why one is
+	// refused.
+	FinishLogin(u WebAuthnUser, session, assertionJSON []byte) (Assertion, error)
+	// Timeout is the lifetime of a ceremony.
+	Timeout() time.Duration
+}
+
+// WebAuthnUser is a user as the relying party sees them.
+type WebAuthnUser struct {
+	ID          string
+	Name        string
+	DisplayName string
+	Credentials []Factor // WebAuthn factors only
+}
+
+// Assertion is a verified WebAuthn assertion.
+type Assertion struct {
+	CredentialID []byte
+	Use          AssertionUse
+	// CloneWarning: the sign count went backwards; refuse the login.
+	CloneWarning bool
+}
+
+// CeremonyError is a WebAuthn credential or assertion that was refused.
+// Reason may be shown to the caller; Detail only logged.
+type CeremonyError struct {
+	Malformed bool // the JSON could not be parsed at all
+	Reason    string
+	Detail    string
+}
+
+func (e *CeremonyError) Error() string { return e.Reason }
+
+// MaxCredentialJSON is the largest credential or assertion accepted.
+const MaxCredentialJSON = 32 << 10
+
+func webauthnUser(u User, displayName string) WebAuthnUser {
+	w := WebAuthnUser{ID: u.ID, DisplayName: displayName}
+	for _, f := range u.Factors {
+		if f.WebAuthn != nil {
+			w.Credentials = append(w.Credentials, f)
+		}
+	}
+	return w
+}
+
+func registrationKey(tokenHash string) string { return "reg:" + tokenHash }
+func loginKey(challengeID string) string      { return "login:" + secret.Hash(challengeID) }
+
+// BeginWebAuthnRegistration starts registering a security key or passkey in
+// an enrolment session and returns the options for the browser.
+func (s *Service) BeginWebAuthnRegistration(ctx context.Context, token, name, activationCode string) ([]byte, error) {
+	if s.o.RP == nil {
+		return nil, errNoWebAuthn
+	}
+	if err := checkText("name", name, MaxFactorName, true); err != nil {
+		return nil, err
+	}
+	e, err := s.session(ctx, token, activationCode)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.o.Store.User(ctx, e.UserID)
+	if err != nil {
+		return nil, err
+	}
+	options, sess, err := s.o.RP.BeginRegistration(webauthnUser(u, e.DisplayName))
+	if err != nil {
+		return nil, err
+	}
+	now := s.o.Now()
+	err = s.o.Store.PutChallenge(ctx, registrationKey(e.TokenHash), Challenge{UserID: e.UserID, Name: name, Session: sess}, now.Add(s.o.RP.Timeout()))
+	if err != nil {
+		return nil, err
+	}
+	return options, nil
+}
+
+// FinishWebAuthnRegistration stores the credential the browser created and
+// completes the enrolment session. For a user's first factor it returns the
+// new recovery codes, shown this once.
+func (s *Service) FinishWebAuthnRegistration(ctx context.Context, token string, credentialJSON []byte) (Factor, []secret.String, error) {
+	if s.o.RP == nil {
+		return Factor{}, nil, errNoWebAuthn
+	}
+	if len(credentialJSON) == 0 || len(credentialJSON) > MaxCredentialJSON {
+		return Factor{}, nil, badField("credential_json", "must be 1 to %d bytes", MaxCredentialJSON)
+	}
+	e, err := s.session(ctx, token, "")
+	if err != nil {
+		return Factor{}, nil, err
+	}
+	now := s.o.Now()
+	ch, err := s.o.Store.TakeChallenge(ctx, registrationKey(e.TokenHash), now)
+	if errors.Is(err, ErrNotFound) {
+		return Factor{}, nil, fmt.Errorf("registration: %w (none in progress, or it expired: begin again)", ErrNotFound)
+	}
+	if err != nil {
+		return Factor{}, nil, err
+	}
+	u, err := s.o.Store.User(ctx, e.UserID)
+	if err != nil {
+		return Factor{}, nil, err
+	}
+	cred, err := s.o.RP.FinishRegistration(webauthnUser(u, e.DisplayName), ch.Session, credentialJSON)
+	var ce *CeremonyError
+	if errors.As(err, &ce) {
+		s.o.Logger.WarnContext(ctx, "webauthn registration refused", "user_id", e.UserID, "reason", ce.Reason, "detail", ce.Detail)
+		return Factor{}, nil, badField("credential_json", "%s", ce.Reason)
+	}
+	if err != nil {
+		return Factor{}, nil, err
+	}
+	id, err := secret.NewID(s.o.Rand)
+	if err != nil {
+		return Factor{}, nil, err
+	}
+	f := Factor{ID: id, Kind: KindWebAuthn, Name: ch.Name, CreatedAt: now, WebAuthn: cred}
+	codes, hashes, err := s.firstFactorCodes(e)
+	if err != nil {
+		return Factor{}, nil, err
+	}
+	err = s.o.Store.ConfirmFactor(ctx, Confirmation{
+		UserID: e.UserID, FactorID: id, TokenHash: e.TokenHash, FirstFactor: e.FirstFactor,
+		Now: now, Factor: &f, RecoveryHashes: hashes,
+	})
+	if err := s.confirmError(err); err != nil {
+		return Factor{}, nil, err
+	}
+	s.o.Logger.InfoContext(ctx, "factor added", "user_id", e.UserID, "factor_id", id, "kind", KindWebAuthn, "proof", e.Proof)
+	return f, codes, nil
+}
+
+// confirmError translates ConfirmFactor's errors for the caller.
+func (s *Service) confirmError(err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("enrolment session or pending factor: %w (expired or already used)", ErrNotFound)
+	case errors.Is(err, ErrConflict):
+		return fmt.Errorf("%w: the user enrolled a factor meanwhile: adding another needs PROOF_EXISTING_FACTOR", ErrRefused)
+	case errors.Is(err, ErrDuplicate):
+		return fmt.Errorf("%w: this authenticator's credential is already registered", ErrDuplicate)
+	}
+	return err
+}
+
+// LoginChallenge is a started WebAuthn login.
+type LoginChallenge struct {
+	ID      secret.String
+	Options []byte
+}
+
+// BeginWebAuthnLogin starts a login and returns the options for the browser
+// and the challenge id that FinishWebAuthnLogin takes. Users without a
+// credential, or unknown, get an answer of the same shape.
+func (s *Service) BeginWebAuthnLogin(ctx context.Context, userID string, c Client) (LoginChallenge, error) {
+	if s.o.RP == nil {
+		return LoginChallenge{}, errNoWebAuthn
+	}
+	if err := checkUserID(userID); err != nil {
+		return LoginChallenge{}, err
+	}
+	if err := c.check(); err != nil {
+		return LoginChallenge{}, err
+	}
+	u, err := s.o.Store.User(ctx, userID)
+	if err != nil {
+		return LoginChallenge{}, err
+	}
+	options, sess, err := s.o.RP.BeginLogin(webauthnUser(u, ""))
+	if err != nil {
+		return LoginChallenge{}, err
+	}
+	id, err := secret.NewToken(s.o.Rand)
+	if err != nil {
+		return LoginChallenge{}, err
+	}
+	err = s.o.Store.PutChallenge(ctx, loginKey(id.Reveal()), Challenge{UserID: userID, Session: sess}, s.o.Now().Add(s.o.RP.Timeout()))
+	if err != nil {
+		return LoginChallenge{}, err
+	}
+	return LoginChallenge{ID: id, Options: options}, nil
+}
+
+// FinishWebAuthnLogin checks an assertion. The challenge is consumed by the
+// first call, whatever its outcome. It returns the user the challenge was
+// for. An assertion cannot be guessed, so no failure is counted and a TOTP
+// lock does not apply.
+func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, assertionJSON []byte, c Client) (Result, string, error) {
+	if s.o.RP == nil {
+		return Result{}, "", errNoWebAuthn
+	}
+	if err := checkToken("challenge_id", challengeID); err != nil {
+		return Result{}, "", err
+	}
+	if err := c.check(); err != nil {
+		return Result{}, "", err
+	}
+	now := s.o.Now()
+	ch, err := s.o.Store.TakeChallenge(ctx, loginKey(challengeID), now)
+	if errors.Is(err, ErrNotFound) {
+		return Result{Verdict: Rejected}, "", nil
+	}
+	if err != nil {
+		return Result{}, "", err
+	}
+	// From here on the challenge is spent: every outcome is final.
+	if len(assertionJSON) == 0 || len(assertionJSON) > MaxCredentialJSON {
+		return Result{}, "", badField("assertion_json", "must be 1 to %d bytes", MaxCredentialJSON)
+	}
+	u, err := s.o.Store.User(ctx, ch.UserID)
+	if err != nil {
+		return Result{}, "", err
+	}
+	wu := webauthnUser(u, "")
+	if len(wu.Credentials) == 0 {
+		return Result{Verdict: Rejected}, ch.UserID, nil
+	}
+	a, err := s.o.RP.FinishLogin(wu, ch.Session, assertionJSON)
+	var ce *CeremonyError
+	switch {
+	case errors.As(err, &ce) && ce.Malformed:
+		return Result{}, "", badField("assertion_json", "%s", ce.Reason)
+	case errors.As(err, &ce):
+		s.o.Logger.WarnContext(ctx, "webauthn assertion refused", "user_id", ch.UserID, "reason", ce.Reason, "detail", ce.Detail, "ip", c.IP)
+		return Result{Verdict: Rejected}, ch.UserID, nil
+	case err != nil:
+		return Result{}, "", err
+	}
+	var f *Factor
+	for i := range wu.Credentials {
+		if bytes.Equal(wu.Credentials[i].WebAuthn.CredentialID, a.CredentialID) {
+			f = &wu.Credentials[i]
+		}
+	}
+	if f == nil {
+		return Result{Verdict: Rejected}, ch.UserID, nil
+	}
+	if a.CloneWarning {
+		s.o.Logger.WarnContext(ctx, "webauthn sign count went backwards: possible cloned authenticator, login refused",
+			"user_id", ch.UserID, "factor_id", f.ID, "stored", f.WebAuthn.SignCount, "got", a.Use.SignCount, "ip", c.IP)
+		return Result{Verdict: Rejected}, ch.UserID, nil
+	}
+	ok, err := s.o.Store.AcceptAssertion(ctx, ch.UserID, f.ID, a.Use, now)
+	if err != nil {
+		return Result{}, "", err
+	}
+	if !ok {
+		s.o.Logger.WarnContext(ctx, "webauthn sign count did not grow at store: concurrent or cloned use, login refused",
+			"user_id", ch.UserID, "factor_id", f.ID, "got", a.Use.SignCount)
+		return Result{Verdict: Rejected}, ch.UserID, nil
+	}
+	return Result{Verdict: Accepted}, ch.UserID, nil
+}
+
+var errNoWebAuthn = fmt.Errorf("%w: WebAuthn is not configured on this server", ErrRefused)

@@ -1,0 +1,348 @@
+// Package passkey is the WebAuthn factor: security keys and passkeys,
+// through github.com/go-webauthn/webauthn. It turns the service's records
+// into the library's types and back, applies the relying party's policy
+// (origins, user verification, AAGUID allow-list, synced passkeys), and
+// keeps the library's error details out of what callers see.
+package passkey
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+
+	"github.com/secondfactor/secondfactor/internal/mfa"
+)
+
+// Config is the relying party's policy.
+type Config struct {
+	RPID          string   // e.g. portal.example; a domain, not an IP address
+	RPDisplayName string   // shown by the browser
+	Origins       []string // exact origins allowed: https://…, or http://localhost[:port] for development
+	// UserVerification: "preferred" (default), "required" or "discouraged".
+	UserVerification string
+	// ResidentKey: "discouraged" (default), "preferred" or "required".
+	ResidentKey string
+	// Attestation conveyance: "none" (default), "indirect", "direct" or "enterprise".
+	Attestation string
+	// AAGUIDs, when not empty, are the only authenticator models accepted
+	// at registration (hex, with or without dashes).
+	AAGUIDs []string
+	// RefuseSynced refuses backup-eligible credentials (passkeys synced
+	// across devices); only device-bound keys are then registered.
+	RefuseSynced bool
+	// Timeout of a ceremony, default 5 minutes; the server enforces it.
+	Timeout time.Duration
+}
+
+// RP is a configured relying party.
+type RP struct {
+	wa           *webauthn.WebAuthn
+	uv           protocol.UserVerificationRequirement
+	aaguids      [][]byte
+	refuseSynced bool
+	timeout      time.Duration
+}
+
+// New checks the policy and returns the relying party. Every error names the
+// setting at fault.
+func New(c Config) (*RP, error) {
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Minute
+	}
+	if c.RPDisplayName == "" {
+		c.RPDisplayName = c.RPID
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.RPID == "" || strings.ContainsAny(c.RPID, ":/ ") {
+		bad("webauthn rp id %q: want a domain such as portal.example", c.RPID)
+	}
+	if len(c.Origins) == 0 {
+		bad("webauthn origins: at least one is required, e.g. https://%s", c.RPID)
+	}
+	for _, o := range c.Origins {
+		u, err := url.Parse(o)
+		switch {
+		case err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "":
+			bad("webauthn origin %q: want scheme://host[:port] with nothing after", o)
+		case u.Scheme == "https":
+		case u.Scheme == "http" && u.Hostname() == "localhost":
+		default:
+			bad("webauthn origin %q: want https (http only for localhost)", o)
+		}
+		if err == nil && u.Hostname() != c.RPID && !strings.HasSuffix(u.Hostname(), "."+c.RPID) {
+			bad("webauthn origin %q: its host is not %s or a subdomain of it", o, c.RPID)
+		}
+	}
+	uv := protocol.UserVerificationRequirement(c.UserVerification)
+	switch uv {
+	case "":
+		uv = protocol.VerificationPreferred
+	case protocol.VerificationPreferred, protocol.VerificationRequired, protocol.VerificationDiscouraged:
+	default:
+		bad("webauthn user verification %q: want preferred, required or discouraged", c.UserVerification)
+	}
+	rk := protocol.ResidentKeyRequirement(c.ResidentKey)
+	switch rk {
+	case "":
+		rk = protocol.ResidentKeyRequirementDiscouraged
+	case protocol.ResidentKeyRequirementDiscouraged, protocol.ResidentKeyRequirementPreferred, protocol.ResidentKeyRequirementRequired:
+	default:
+		bad("webauthn resident key %q: want discouraged, preferred or required", c.ResidentKey)
+	}
+	att := protocol.ConveyancePreference(c.Attestation)
+	switch att {
+	case "":
+		att = protocol.PreferNoAttestation
+	case protocol.PreferNoAttestation, protocol.PreferIndirectAttestation, protocol.PreferDirectAttestation, protocol.PreferEnterpriseAttestation:
+	default:
+		bad("webauthn attestation %q: want none, indirect, direct or enterprise", c.Attestation)
+	}
+	var aaguids [][]byte
+	for _, a := range c.AAGUIDs {
+		b, err := hex.DecodeString(strings.ReplaceAll(a, "-", ""))
+		if err != nil || len(b) != 16 {
+			bad("webauthn aaguid %q: want 32 hex digits", a)
+			continue
+		}
+		aaguids = append(aaguids, b)
+	}
+	if c.Timeout < 10*time.Second || c.Timeout > 30*time.Minute {
+		bad("webauthn timeout %s: want 10s to 30m", c.Timeout)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	requireRK := rk == protocol.ResidentKeyRequirementRequired
+	wa, err := webauthn.New(&webauthn.Config{
+		RPID:                  c.RPID,
+		RPDisplayName:         c.RPDisplayName,
+		RPOrigins:             c.Origins,
+		AttestationPreference: att,
+		AuthenticatorSelection: protocol.AuthenticatorSelection{
+			ResidentKey:        rk,
+			RequireResidentKey: &requireRK,
+			UserVerification:   uv,
+		},
+		Timeouts: webauthn.TimeoutsConfig{
+			Login:        webauthn.TimeoutConfig{Enforce: true, Timeout: c.Timeout, TimeoutUVD: c.Timeout},
+			Registration: webauthn.TimeoutConfig{Enforce: true, Timeout: c.Timeout, TimeoutUVD: c.Timeout},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: %w", err)
+	}
+	return &RP{wa: wa, uv: uv, aaguids: aaguids, refuseSynced: c.RefuseSynced, timeout: c.Timeout}, nil
+}
+
+// Timeout is how long a ceremony's challenge lives.
+func (rp *RP) Timeout() time.Duration { return rp.timeout }
+
+// user adapts mfa.WebAuthnUser to webauthn.User.
+type user struct{ u mfa.WebAuthnUser }
+
+// Handle is the WebAuthn user handle of a user ID: a hash, so that the
+// portal's identifier, which may be an e-mail address or a professional
+// number, is not stored on authenticators.
+func Handle(userID string) []byte {
+	m := hmac.New(sha256.New, []byte("secondfactor webauthn user handle"))
+	m.Write([]byte(userID))
+	return m.Sum(nil)
+}
+
+func (a user) WebAuthnID() []byte { return Handle(a.u.ID) }
+func (a user) WebAuthnName() string {
+	if a.u.Name != "" {
+		return a.u.Name
+	}
+	return a.u.ID
+}
+func (a user) WebAuthnDisplayName() string {
+	if a.u.DisplayName != "" {
+		return a.u.DisplayName
+	}
+	return a.WebAuthnName()
+}
+func (a user) WebAuthnCredentials() []webauthn.Credential {
+	var out []webauthn.Credential
+	for _, f := range a.u.Credentials {
+		if f.WebAuthn != nil {
+			out = append(out, toLibrary(f.WebAuthn))
+		}
+	}
+	return out
+}
+
+func toLibrary(w *mfa.WebAuthn) webauthn.Credential {
+	var flags protocol.AuthenticatorFlags = protocol.FlagUserPresent
+	if w.UserVerified {
+		flags |= protocol.FlagUserVerified
+	}
+	if w.BackupEligible {
+		flags |= protocol.FlagBackupEligible
+	}
+	if w.BackupState {
+		flags |= protocol.FlagBackupState
+	}
+	transports := make([]protocol.AuthenticatorTransport, len(w.Transports))
+	for i, t := range w.Transports {
+		transports[i] = protocol.AuthenticatorTransport(t)
+	}
+	return webauthn.Credential{
+		ID:                w.CredentialID,
+		PublicKey:         w.PublicKey,
+		AttestationType:   w.AttestationType,
+		AttestationFormat: w.AttestationFormat,
+		Transport:         transports,
+		Flags:             webauthn.NewCredentialFlags(flags),
+		Authenticator:     webauthn.Authenticator{AAGUID: w.AAGUID, SignCount: w.SignCount},
+	}
+}
+
+// failed turns a library error into an *mfa.CeremonyError.
+func failed(what string, malformed bool, err error) error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return &mfa.CeremonyError{Malformed: malformed, Reason: what + ": " + pe.Details, Detail: pe.DevInfo}
+	}
+	return &mfa.CeremonyError{Malformed: malformed, Reason: what, Detail: err.Error()}
+}
+
+var _ mfa.RelyingParty = (*RP)(nil)
+
+// BeginRegistration returns the creation options for the browser (the
+// PublicKeyCredentialCreationOptionsJSON that
+// PublicKeyCredential.parseCreationOptionsFromJSON takes) and the session to
+// keep server-side. The user's credentials are excluded.
+func (rp *RP) BeginRegistration(u mfa.WebAuthnUser) (options, session []byte, err error) {
+	a := user{u}
+	var exclude []protocol.CredentialDescriptor
+	for _, c := range a.WebAuthnCredentials() {
+		exclude = append(exclude, c.Descriptor())
+	}
+	creation, sess, err := rp.wa.BeginRegistration(a, webauthn.WithExclusions(exclude))
+	if err != nil {
+		return nil, nil, fmt.Errorf("webauthn begin registration: %w", err)
+	}
+	return marshalPair(creation.Response, sess)
+}
+
+// FinishRegistration checks the browser's credential against the session and
+// the policy and returns the credential to store. An *mfa.CeremonyError says
+// why a credential is refused.
+func (rp *RP) FinishRegistration(u mfa.WebAuthnUser, session, credentialJSON []byte) (*mfa.WebAuthn, error) {
+	var sess webauthn.SessionData
+	if err := json.Unmarshal(session, &sess); err != nil {
+		return nil, fmt.Errorf("webauthn session: %w", err)
+	}
+	parsed, err := protocol.ParseCredentialCreationResponseBytes(credentialJSON)
+	if err != nil {
+		return nil, failed("credential is malformed", true, err)
+	}
+	cred, err := rp.wa.CreateCredential(user{u}, sess, parsed)
+	if err != nil {
+		return nil, failed("credential refused", false, err)
+	}
+	if len(rp.aaguids) > 0 && !slices.ContainsFunc(rp.aaguids, func(a []byte) bool { return bytes.Equal(a, cred.Authenticator.AAGUID) }) {
+		return nil, &mfa.CeremonyError{Reason: "credential refused: this authenticator model is not on the allow-list", Detail: "aaguid " + hex.EncodeToString(cred.Authenticator.AAGUID)}
+	}
+	if rp.refuseSynced && cred.Flags.BackupEligible {
+		return nil, &mfa.CeremonyError{Reason: "credential refused: synced passkeys are not accepted here; use a security key or a device-bound passkey"}
+	}
+	transports := make([]string, len(cred.Transport))
+	for i, t := range cred.Transport {
+		transports[i] = string(t)
+	}
+	return &mfa.WebAuthn{
+		CredentialID:      cred.ID,
+		PublicKey:         cred.PublicKey,
+		AttestationType:   cred.AttestationType,
+		AttestationFormat: cred.AttestationFormat,
+		AAGUID:            cred.Authenticator.AAGUID,
+		Transports:        transports,
+		BackupEligible:    cred.Flags.BackupEligible,
+		BackupState:       cred.Flags.BackupState,
+		UserVerified:      cred.Flags.UserVerified,
+		SignCount:         cred.Authenticator.SignCount,
+	}, nil
+}
+
+// BeginLogin returns the request options for the browser (the
+// PublicKeyCredentialRequestOptionsJSON that
+// PublicKeyCredential.parseRequestOptionsFromJSON takes) and the session to
+// keep. A user without credentials gets options of the same shape, listing a
+// credential ID derived from the user ID that no authenticator holds, so that
+// the answer does not tell who is enrolled.
+func (rp *RP) BeginLogin(u mfa.WebAuthnUser) (options, session []byte, err error) {
+	a := user{u}
+	var opts []webauthn.LoginOption
+	if len(a.WebAuthnCredentials()) == 0 {
+		m := hmac.New(sha256.New, []byte("secondfactor webauthn decoy credential"))
+		m.Write([]byte(u.ID))
+		opts = append(opts, webauthn.WithAllowedCredentials([]protocol.CredentialDescriptor{{
+			Type: protocol.PublicKeyCredentialType, CredentialID: m.Sum(nil),
+			Transport: []protocol.AuthenticatorTransport{protocol.USB},
+		}}))
+		assertion, sess, err := rp.wa.BeginDiscoverableLogin(append(opts, webauthn.WithUserVerification(rp.uv))...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("webauthn begin login: %w", err)
+		}
+		sess.UserID = a.WebAuthnID()
+		return marshalPair(assertion.Response, sess)
+	}
+	assertion, sess, err := rp.wa.BeginLogin(a, webauthn.WithUserVerification(rp.uv))
+	if err != nil {
+		return nil, nil, fmt.Errorf("webauthn begin login: %w", err)
+	}
+	return marshalPair(assertion.Response, sess)
+}
+
+// FinishLogin verifies an assertion against the session and the user's
+// credentials. An *mfa.CeremonyError says why it is refused.
+func (rp *RP) FinishLogin(u mfa.WebAuthnUser, session, assertionJSON []byte) (mfa.Assertion, error) {
+	var sess webauthn.SessionData
+	if err := json.Unmarshal(session, &sess); err != nil {
+		return mfa.Assertion{}, fmt.Errorf("webauthn session: %w", err)
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(assertionJSON)
+	if err != nil {
+		return mfa.Assertion{}, failed("assertion is malformed", true, err)
+	}
+	cred, err := rp.wa.ValidateLogin(user{u}, sess, parsed)
+	if err != nil {
+		return mfa.Assertion{}, failed("assertion refused", false, err)
+	}
+	flags := parsed.Response.AuthenticatorData.Flags
+	return mfa.Assertion{
+		CredentialID: cred.ID,
+		Use: mfa.AssertionUse{
+			SignCount:    cred.Authenticator.SignCount,
+			BackupState:  flags.HasBackupState(),
+			UserVerified: flags.HasUserVerified(),
+		},
+		CloneWarning: cred.Authenticator.CloneWarning,
+	}, nil
+}
+
+func marshalPair(options any, session *webauthn.SessionData) ([]byte, []byte, error) {
+	o, err := json.Marshal(options)
+	if err != nil {
+		return nil, nil, fmt.Errorf("webauthn options: %w", err)
+	}
+	s, err := json.Marshal(session)
+	if err != nil {
+		return nil, nil, fmt.Errorf("webauthn session: %w", err)
+	}
+	return o, s, nil
+}
