@@ -3,11 +3,12 @@
 #   make test      every test, with -race (installs redis-server, oathtool, protoc when missing)
 #   make generate  regenerate api/ from proto/
 #   make bench     the benchmarks
+#   make fuzz      every fuzz target for FUZZ_TIME each (make test runs it briefly)
 SHELL := /bin/bash
 GO    ?= go
 BIN   := $(CURDIR)/.bin
 
-.PHONY: run test deps generate check-generated bench build
+.PHONY: run test deps generate check-generated bench build fuzz
 
 run:
 	$(GO) run ./cmd/secondfactord
@@ -35,6 +36,19 @@ check-generated: generate
 test: deps check-generated
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Every func FuzzX in a _test.go file, found rather than listed, so that a new
+# parser's fuzz target runs without anyone remembering to add it here.
+FUZZ_TIME ?= 5s
+fuzz:
+	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' cmd internal | sed 's/:func / /' | \
+	while read -r file fn; do \
+		echo "fuzz $$fn in ./$$(dirname $$file) for $(FUZZ_TIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_TIME) ./$$(dirname $$file)/ >/tmp/fuzz.$$$$.log 2>&1 \
+			|| { cat /tmp/fuzz.$$$$.log; rm -f /tmp/fuzz.$$$$.log; exit 1; }; \
+		tail -n 1 /tmp/fuzz.$$$$.log; rm -f /tmp/fuzz.$$$$.log; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
