@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -158,6 +159,28 @@ func runActivationIssue(ctx context.Context, a *app, cmd *command, args []string
 }
 
 func runVerifyTOTP(ctx context.Context, a *app, cmd *command, args []string) error {
+	return runVerify(ctx, a, cmd, args, func(ctx context.Context, c sfv1.SecondFactorClient, user, code string, client *sfv1.ClientInfo) (verdict sfv1.Verdict, retry *durationpb.Duration, note string, err error) {
+		resp, err := c.VerifyTOTP(ctx, &sfv1.VerifyTOTPRequest{UserId: user, Code: code, Client: client})
+		return resp.GetVerdict(), resp.GetRetryAfter(), "", err
+	})
+}
+
+func runVerifyRecovery(ctx context.Context, a *app, cmd *command, args []string) error {
+	return runVerify(ctx, a, cmd, args, func(ctx context.Context, c sfv1.SecondFactorClient, user, code string, client *sfv1.ClientInfo) (verdict sfv1.Verdict, retry *durationpb.Duration, note string, err error) {
+		resp, err := c.VerifyRecoveryCode(ctx, &sfv1.VerifyRecoveryCodeRequest{UserId: user, Code: code, Client: client})
+		if resp.GetVerdict() == sfv1.Verdict_VERDICT_ACCEPTED {
+			note = fmt.Sprintf(" (%d recovery codes left)", resp.GetRemaining())
+		}
+		return resp.GetVerdict(), resp.GetRetryAfter(), note, err
+	})
+}
+
+// verifyFunc makes one verification call.
+type verifyFunc func(ctx context.Context, c sfv1.SecondFactorClient, user, code string, client *sfv1.ClientInfo) (sfv1.Verdict, *durationpb.Duration, string, error)
+
+// runVerify parses USER_ID CODE [-ip IP], calls verify and prints its
+// verdict; the exit status is 0 only for ACCEPTED.
+func runVerify(ctx context.Context, a *app, cmd *command, args []string, verify verifyFunc) error {
 	fs := a.flagSet(cmd)
 	cf := a.addConnFlags(fs)
 	ip := fs.String("ip", "", "the user's `IP` address, for the audit trail and per-source limits")
@@ -180,26 +203,24 @@ func runVerifyTOTP(ctx context.Context, a *app, cmd *command, args []string) err
 	defer c.Close()
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := sfv1.NewSecondFactorClient(c).VerifyTOTP(cctx, &sfv1.VerifyTOTPRequest{
-		UserId: pos[0], Code: pos[1], Client: client,
-	})
+	verdict, retry, note, err := verify(cctx, sfv1.NewSecondFactorClient(c), pos[0], pos[1], client)
 	if err != nil {
 		return err
 	}
-	switch resp.GetVerdict() {
+	switch verdict {
 	case sfv1.Verdict_VERDICT_ACCEPTED:
-		fmt.Fprintln(a.stdout, "ACCEPTED")
+		fmt.Fprintln(a.stdout, "ACCEPTED"+note)
 		return nil
 	case sfv1.Verdict_VERDICT_REJECTED:
 		fmt.Fprintln(a.stdout, "REJECTED")
 	case sfv1.Verdict_VERDICT_LOCKED:
-		if d := resp.GetRetryAfter(); d != nil {
-			fmt.Fprintf(a.stdout, "LOCKED (retry after %s)\n", d.AsDuration().Round(time.Second))
+		if retry != nil {
+			fmt.Fprintf(a.stdout, "LOCKED (retry after %s)\n", retry.AsDuration().Round(time.Second))
 		} else {
 			fmt.Fprintln(a.stdout, "LOCKED")
 		}
 	default:
-		fmt.Fprintf(a.stdout, "UNKNOWN verdict %s\n", resp.GetVerdict())
+		fmt.Fprintf(a.stdout, "UNKNOWN verdict %s\n", verdict)
 	}
 	return errFailed
 }

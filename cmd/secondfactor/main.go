@@ -132,6 +132,15 @@ is accepted at most once per time step: checking a user's code here uses it
 up. Every rejection counts towards the user's lockout. Needs the "portal" role.`,
 		run: runVerifyTOTP,
 	},
+	{
+		name: "verify recovery", synopsis: "USER_ID CODE [-ip IP]",
+		summary: "use up one of a user's recovery codes; exit status 0 only when accepted",
+		help: `Calls VerifyRecoveryCode and prints ACCEPTED with the number of codes left,
+REJECTED, or LOCKED with the time until the next attempt is evaluated. An
+accepted code is used up. Dashes, spaces and case do not matter. Wrong codes
+count towards the same lockout as TOTP codes. Needs the "portal" role.`,
+		run: runVerifyRecovery,
+	},
 }
 
 func (a *app) usage(w io.Writer) {
