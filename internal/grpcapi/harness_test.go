@@ -258,3 +258,31 @@ func enrolledFrom(t testing.TB, userID string, b *sfv1.BeginTOTPEnrollmentRespon
 		Digits:    int(b.GetDigits()), Period: b.GetPeriod().AsDuration(),
 	}}
 }
+
+// verdictsAtOnce runs call n times at once, released together, and counts
+// the verdicts. Any error fails the test.
+func verdictsAtOnce(t *testing.T, n int, call func(i int) (sfv1.Verdict, error)) map[sfv1.Verdict]int {
+	t.Helper()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		counts = map[sfv1.Verdict]int{}
+		start  = make(chan struct{})
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			v, err := call(i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Errorf("call %d: %v", i, err)
+				return
+			}
+			counts[v]++
+		})
+	}
+	close(start)
+	wg.Wait()
+	return counts
+}
