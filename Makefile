@@ -45,7 +45,7 @@ fuzz:
 	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' cmd internal | sed 's/:func / /' | \
 	while read -r file fn; do \
 		echo "fuzz $$fn in ./$$(dirname $$file) for $(FUZZ_TIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_TIME) ./$$(dirname $$file)/ >/tmp/fuzz.$$$$.log 2>&1 \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_TIME) -fuzzminimizetime 1s ./$$(dirname $$file)/ >/tmp/fuzz.$$$$.log 2>&1 \
 			|| { cat /tmp/fuzz.$$$$.log; rm -f /tmp/fuzz.$$$$.log; exit 1; }; \
 		tail -n 1 /tmp/fuzz.$$$$.log; rm -f /tmp/fuzz.$$$$.log; \
 	done

@@ -11,8 +11,8 @@ import (
 	"unicode"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"

@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AAGUIDs:          cfg.WebAuthnAAGUIDs,
 		RefuseSynced:     cfg.WebAuthnRefuseSynced,
 		Timeout:          cfg.WebAuthnTimeout,
+		DecoyKey:         ring.Derive("webauthn decoy credential"),
 	})
 	if err != nil {
 		return fmt.Errorf("webauthn settings (-webauthn-*): %w", err)

@@ -103,6 +103,7 @@ func newEnv(t testing.TB, kind string, o envOptions) *env {
 	if pc.RPID == "" {
 		pc.RPID, pc.Origins = "portal.example", []string{origin}
 	}
+	pc.DecoyKey = ring.Derive("webauthn decoy credential")
 	rp, err := passkey.New(pc)
 	if err != nil {
 		t.Fatal(err)

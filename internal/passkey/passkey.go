@@ -43,6 +43,11 @@ type Config struct {
 	RefuseSynced bool
 	// Timeout of a ceremony, default 5 minutes; the server enforces it.
 	Timeout time.Duration
+	// DecoyKey keys the credential IDs shown for users without a
+	// credential: secret and the same on every replica and restart (the
+	// server derives it from the sealing key), so that a decoy cannot be
+	// computed from the user ID nor told from a real, stable credential ID.
+	DecoyKey []byte
 }
 
 // RP is a configured relying party.
@@ -52,6 +57,7 @@ type RP struct {
 	aaguids      [][]byte
 	refuseSynced bool
 	timeout      time.Duration
+	decoyKey     []byte
 }
 
 // New checks the policy and returns the relying party. Every error names the
@@ -74,7 +80,8 @@ func New(c Config) (*RP, error) {
 	for _, o := range c.Origins {
 		u, err := url.Parse(o)
 		switch {
-		case err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "":
+		case err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.ForceQuery ||
+			u.Fragment != "" || u.User != nil || u.Port() == "0" || strings.HasSuffix(u.Host, ":"):
 			bad("webauthn origin %q: want scheme://host[:port] with nothing after", o)
 		case u.Scheme == "https":
 		case u.Scheme == "http" && u.Hostname() == "localhost":
@@ -118,6 +125,9 @@ func New(c Config) (*RP, error) {
 		}
 		aaguids = append(aaguids, b)
 	}
+	if len(c.DecoyKey) < 16 {
+		bad("webauthn decoy key: want at least 16 secret bytes")
+	}
 	if c.Timeout < 10*time.Second || c.Timeout > 30*time.Minute {
 		bad("webauthn timeout %s: want 10s to 30m", c.Timeout)
 	}
@@ -143,7 +153,7 @@ func New(c Config) (*RP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: %w", err)
 	}
-	return &RP{wa: wa, uv: uv, aaguids: aaguids, refuseSynced: c.RefuseSynced, timeout: c.Timeout}, nil
+	return &RP{wa: wa, uv: uv, aaguids: aaguids, refuseSynced: c.RefuseSynced, timeout: c.Timeout, decoyKey: c.DecoyKey}, nil
 }
 
 // Timeout is how long a ceremony's challenge lives.
@@ -153,8 +163,10 @@ func (rp *RP) Timeout() time.Duration { return rp.timeout }
 type user struct{ u mfa.WebAuthnUser }
 
 // Handle is the WebAuthn user handle of a user ID: a hash, so that the
-// portal's identifier, which may be an e-mail address or a professional
-// number, is not stored on authenticators.
+// handle an authenticator stores is not the portal's identifier, which may
+// be an e-mail address or a professional number. (The name it stores and
+// shows is the display name of the enrolment, or the user ID if none was
+// given.)
 func Handle(userID string) []byte {
 	m := hmac.New(sha256.New, []byte("secondfactor webauthn user handle"))
 	m.Write([]byte(userID))
@@ -163,8 +175,11 @@ func Handle(userID string) []byte {
 
 func (a user) WebAuthnID() []byte { return Handle(a.u.ID) }
 func (a user) WebAuthnName() string {
-	if a.u.Name != "" {
+	switch {
+	case a.u.Name != "":
 		return a.u.Name
+	case a.u.DisplayName != "":
+		return a.u.DisplayName
 	}
 	return a.u.ID
 }
@@ -288,7 +303,7 @@ func (rp *RP) BeginLogin(u mfa.WebAuthnUser) (options, session []byte, err error
 	a := user{u}
 	var opts []webauthn.LoginOption
 	if len(a.WebAuthnCredentials()) == 0 {
-		m := hmac.New(sha256.New, []byte("secondfactor webauthn decoy credential"))
+		m := hmac.New(sha256.New, rp.decoyKey)
 		m.Write([]byte(u.ID))
 		opts = append(opts, webauthn.WithAllowedCredentials([]protocol.CredentialDescriptor{{
 			Type: protocol.PublicKeyCredentialType, CredentialID: m.Sum(nil),
@@ -327,7 +342,9 @@ func (rp *RP) FinishLogin(u mfa.WebAuthnUser, session, assertionJSON []byte) (mf
 	return mfa.Assertion{
 		CredentialID: cred.ID,
 		Use: mfa.AssertionUse{
-			SignCount:    cred.Authenticator.SignCount,
+			// What the authenticator reported: on success the library's
+			// updated count, on a clone warning the count it refused.
+			SignCount:    parsed.Response.AuthenticatorData.Counter,
 			BackupState:  flags.HasBackupState(),
 			UserVerified: flags.HasUserVerified(),
 		},

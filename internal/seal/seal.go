@@ -11,7 +11,9 @@ package seal
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -33,8 +35,9 @@ var ErrOpen = errors.New("sealed secret does not open")
 
 // Ring is a set of AES-256-GCM keys, the first of which seals.
 type Ring struct {
-	primary string
-	aeads   map[string]cipher.AEAD
+	primary    string
+	primaryKey []byte
+	aeads      map[string]cipher.AEAD
 }
 
 // Key is one key of a ring.
@@ -50,7 +53,7 @@ func NewRing(keys []Key) (*Ring, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("seal: no key")
 	}
-	r := &Ring{primary: keys[0].ID, aeads: make(map[string]cipher.AEAD, len(keys))}
+	r := &Ring{primary: keys[0].ID, primaryKey: keys[0].Bytes, aeads: make(map[string]cipher.AEAD, len(keys))}
 	for i, k := range keys {
 		// Errors name a key by position: a key typed where its id
 		// belongs must not reach the log.
@@ -179,4 +182,13 @@ func LoadRing(inline, file string) (*Ring, error) {
 		return nil, err
 	}
 	return NewRing(keys)
+}
+
+// Derive returns a 256-bit key for purpose, derived from the primary key
+// (HMAC-SHA256). It is secret, and the same on every replica holding the
+// same ring; it changes when the primary key is rotated.
+func (r *Ring) Derive(purpose string) []byte {
+	m := hmac.New(sha256.New, r.primaryKey)
+	m.Write([]byte("secondfactor derive\x00" + purpose))
+	return m.Sum(nil)
 }
