@@ -277,34 +277,36 @@ func TestWebAuthnRegistrationRefusals(t *testing.T) {
 }
 
 func TestWebAuthnPolicy(t *testing.T) {
-	t.Run("user verification required", func(t *testing.T) {
-		e := newEnv(t, "bolt", envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, UserVerification: "required"}})
-		noUV := webauthntest.New()
-		noUV.UserVerified = false
-		_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), noUV, origin, webauthntest.Tamper{})
-		wantCode(t, "registration without UV", err, codes.InvalidArgument)
-		a, _ := e.registerKey(t, "u2")
-		a.UserVerified = false
-		wantVerdict(t, "login without UV", e.loginWith(t, "u2", a, origin, webauthntest.Tamper{}), sfv1.Verdict_VERDICT_REJECTED)
-		a.UserVerified = true
-		wantVerdict(t, "login with UV", e.loginWith(t, "u2", a, origin, webauthntest.Tamper{}), sfv1.Verdict_VERDICT_ACCEPTED)
-	})
-	t.Run("AAGUID allow-list", func(t *testing.T) {
-		e := newEnv(t, "bolt", envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, AAGUIDs: []string{"01020304-0506-0708-0102-030405060708"}}})
-		_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), webauthntest.New(), origin, webauthntest.Tamper{})
-		wantCode(t, "an authenticator model not on the list", err, codes.InvalidArgument)
-		allowed := webauthntest.New()
-		allowed.AAGUID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8}
-		if _, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), allowed, origin, webauthntest.Tamper{}); err != nil {
-			t.Fatalf("an allowed model: %v", err)
-		}
-	})
-	t.Run("synced passkeys refused", func(t *testing.T) {
-		e := newEnv(t, "bolt", envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, RefuseSynced: true}})
-		synced := webauthntest.New()
-		synced.BackupEligible, synced.BackupState = true, true
-		_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), synced, origin, webauthntest.Tamper{})
-		wantCode(t, "a synced passkey", err, codes.InvalidArgument)
+	forEachStore(t, func(t *testing.T, kind string) {
+		t.Run("user verification required", func(t *testing.T) {
+			e := newEnv(t, kind, envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, UserVerification: "required"}})
+			noUV := webauthntest.New()
+			noUV.UserVerified = false
+			_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), noUV, origin, webauthntest.Tamper{})
+			wantCode(t, "registration without UV", err, codes.InvalidArgument)
+			a, _ := e.registerKey(t, "u2")
+			a.UserVerified = false
+			wantVerdict(t, "login without UV", e.loginWith(t, "u2", a, origin, webauthntest.Tamper{}), sfv1.Verdict_VERDICT_REJECTED)
+			a.UserVerified = true
+			wantVerdict(t, "login with UV", e.loginWith(t, "u2", a, origin, webauthntest.Tamper{}), sfv1.Verdict_VERDICT_ACCEPTED)
+		})
+		t.Run("AAGUID allow-list", func(t *testing.T) {
+			e := newEnv(t, kind, envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, AAGUIDs: []string{"01020304-0506-0708-0102-030405060708"}}})
+			_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), webauthntest.New(), origin, webauthntest.Tamper{})
+			wantCode(t, "an authenticator model not on the list", err, codes.InvalidArgument)
+			allowed := webauthntest.New()
+			allowed.AAGUID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8}
+			if _, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), allowed, origin, webauthntest.Tamper{}); err != nil {
+				t.Fatalf("an allowed model: %v", err)
+			}
+		})
+		t.Run("synced passkeys refused", func(t *testing.T) {
+			e := newEnv(t, kind, envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, RefuseSynced: true}})
+			synced := webauthntest.New()
+			synced.BackupEligible, synced.BackupState = true, true
+			_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), synced, origin, webauthntest.Tamper{})
+			wantCode(t, "a synced passkey", err, codes.InvalidArgument)
+		})
 	})
 }
 
