@@ -26,7 +26,6 @@ func BenchmarkVerifyTOTP(b *testing.B) {
 			e := newEnv(b, kind, envOptions{})
 			u := e.enrollTOTP(b, "dr-bench")
 			ctx := context.Background()
-			b.ResetTimer()
 			for b.Loop() {
 				e.clock.Advance(30 * time.Second)
 				r, err := e.portal.VerifyTOTP(ctx, &sfv1.VerifyTOTPRequest{UserId: u.userID, Code: e.code(b, u)}, asPortal)
@@ -46,7 +45,6 @@ func BenchmarkVerifyTOTP(b *testing.B) {
 			ctx := context.Background()
 			var next atomic.Int64
 			b.SetParallelism(4)
-			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				i := next.Add(1) % users
 				user, code := fmt.Sprintf("dr-%d", i), wrong[i]
@@ -74,7 +72,6 @@ func BenchmarkFinishWebAuthnLogin(b *testing.B) {
 			e := newEnv(b, kind, envOptions{})
 			a, _ := e.registerKey(b, "dr-bench")
 			ctx := context.Background()
-			b.ResetTimer()
 			for b.Loop() {
 				id, options := e.beginLogin(b, "dr-bench")
 				assertion, err := a.Get(options, origin)
