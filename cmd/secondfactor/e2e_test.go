@@ -13,6 +13,7 @@ import (
 	"github.com/secondfactor/secondfactor/internal/boltstore"
 	"github.com/secondfactor/secondfactor/internal/grpcapi"
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/passkey"
 	"github.com/secondfactor/secondfactor/internal/seal"
 	"github.com/secondfactor/secondfactor/internal/secret"
 	"github.com/secondfactor/secondfactor/internal/totp"
@@ -31,7 +32,11 @@ func startReal(t *testing.T, now func() time.Time) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := mfa.New(mfa.Options{Store: store, Ring: ring, Now: now})
+	rp, err := passkey.New(passkey.Config{RPID: "localhost", Origins: []string{"http://localhost:7080"}, DecoyKey: ring.Derive("decoy")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := mfa.New(mfa.Options{Store: store, Ring: ring, RP: rp, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,3 +133,17 @@ func TestQuickstartAgainstRealServer(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestLoadgenAgainstRealServer runs a short load: every login accepted.
+func TestLoadgenAgainstRealServer(t *testing.T) {
+	env := startReal(t, time.Now)
+	r := runCLI(t, env, "", "loadgen", "webauthn", "-users", "3", "-concurrency", "2", "-requests", "20")
+	if r.code != 0 || !strings.Contains(r.stdout, "accepted    20, rejected 0, errors 0") {
+		t.Fatalf("loadgen: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	// A wrong origin: the server refuses the keys, and loadgen fails.
+	r = runCLI(t, env, "", "loadgen", "webauthn", "-users", "1", "-requests", "3", "-origin", "http://localhost:9999")
+	if r.code == 0 {
+		t.Fatalf("loadgen with a wrong origin: exit 0\n%s", r.stdout)
+	}
+}

@@ -141,6 +141,21 @@ accepted code is used up. Dashes, spaces and case do not matter. Wrong codes
 count towards the same lockout as TOTP codes. Needs the "portal" role.`,
 		run: runVerifyRecovery,
 	},
+	{
+		name: "loadgen webauthn", synopsis: "[-users N] [-concurrency N] [-duration D | -requests N] [-origin URL]",
+		summary: "measure a server with whole WebAuthn logins from software keys",
+		help: `Enrols -users test users (loadgen-<time>-<n>, PROOF_STRONG), each with a
+software security key, then sends whole WebAuthn logins (BeginWebAuthnLogin,
+sign, FinishWebAuthnLogin) from -concurrency workers for -duration or
+-requests logins. Prints progress each second, then throughput and latency
+percentiles; exits 1 if any login failed or was rejected.
+
+Point it at a test deployment: it adds users to the store. -origin must be one
+of the server's -webauthn-origins, and the server's -webauthn-rp-id its host
+(the defaults of both match). The software keys sign in this process: on the
+server's own machine they share its CPU. Needs the "portal" role.`,
+		run: runLoadgen,
+	},
 }
 
 func (a *app) usage(w io.Writer) {
