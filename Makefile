@@ -3,7 +3,7 @@
 #   make test      every test, with -race (installs redis-server, oathtool, protoc when missing)
 #   make generate  regenerate api/ from proto/
 #   make bench     the benchmarks
-#   make fuzz      every fuzz target for FUZZ_TIME each (make test runs it briefly)
+#   make fuzz      every fuzz target for FUZZ_TIME each: executions (50000x, the default) or a duration (30s)
 SHELL := /bin/bash
 GO    ?= go
 BIN   := $(CURDIR)/.bin
@@ -40,7 +40,7 @@ test: deps check-generated
 
 # Every func FuzzX in a _test.go file, found rather than listed, so that a new
 # parser's fuzz target runs without anyone remembering to add it here.
-FUZZ_TIME ?= 5s
+FUZZ_TIME ?= 50000x
 fuzz:
 	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' cmd internal | sed 's/:func / /' | \
 	while read -r file fn; do \
