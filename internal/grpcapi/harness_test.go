@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -224,8 +226,6 @@ func wantCode(t testing.TB, what string, err error, want codes.Code) {
 	}
 }
 
-func base32Enc(b []byte) string { return base32.StdEncoding.EncodeToString(b) }
-
 // wrongCode returns a code of the right length that matches none of the
 // steps the server accepts at the env's clock.
 func (e *env) wrongCode(t testing.TB, u enrolled) string {
@@ -286,4 +286,33 @@ func verdictsAtOnce(t *testing.T, n int, call func(i int) (sfv1.Verdict, error))
 	close(start)
 	wg.Wait()
 	return counts
+}
+
+// assertNotInRedis reads every key and value in Redis (DUMP) and fails for
+// each secret found in them, as given or, for a code, without its dashes.
+func assertNotInRedis(t *testing.T, addr string, secrets map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("redis holds no key (%v): the test looks at the wrong server", err)
+	}
+	var dump strings.Builder
+	for _, k := range keys {
+		raw, err := rdb.Dump(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dump.WriteString(k + "\n" + raw + "\n")
+	}
+	for what, s := range secrets {
+		for _, form := range []string{s, strings.ReplaceAll(s, "-", "")} {
+			if strings.Contains(dump.String(), form) {
+				t.Errorf("redis holds the %s in plain text", what)
+				break
+			}
+		}
+	}
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -469,35 +469,11 @@ func TestRecoveryCodes(t *testing.T) {
 		}
 
 		if kind == "redis" {
-			assertNotInRedis(t, e.redisAddr, append(rr.GetRecoveryCodes(), fr.GetRecoveryCodes()...))
+			secrets := map[string]string{}
+			for i, c := range append(rr.GetRecoveryCodes(), fr.GetRecoveryCodes()...) {
+				secrets[fmt.Sprintf("recovery code %d", i)] = c
+			}
+			assertNotInRedis(t, e.redisAddr, secrets)
 		}
 	})
-}
-
-// assertNotInRedis reads every key and value in Redis and fails if one of
-// the codes appears, with or without its dashes.
-func assertNotInRedis(t *testing.T, addr string, secrets []string) {
-	t.Helper()
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	keys, err := rdb.Keys(ctx, "*").Result()
-	if err != nil || len(keys) == 0 {
-		t.Fatalf("redis keys: %v %v", keys, err)
-	}
-	var dump strings.Builder
-	for _, k := range keys {
-		raw, err := rdb.Dump(ctx, k).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dump.WriteString(k + "\n" + raw + "\n")
-	}
-	for _, c := range secrets {
-		for _, form := range []string{c, strings.ReplaceAll(c, "-", "")} {
-			if strings.Contains(dump.String(), form) {
-				t.Fatalf("redis holds a recovery code in plain text")
-			}
-		}
-	}
 }

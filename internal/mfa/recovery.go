@@ -24,8 +24,8 @@ func (s *Service) newRecoveryCodes() ([]secret.String, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		norm, _ := secret.NormalizeCode(c.Reveal())
-		codes[i], hashes[i] = c, secret.Hash(norm)
+		codes[i] = c
+		hashes[i], _, _ = secret.HashCode(c.Reveal())
 	}
 	return codes, hashes, nil
 }
@@ -51,8 +51,8 @@ func (s *Service) VerifyRecoveryCode(ctx context.Context, userID, code string, c
 	if err := checkUserID(userID); err != nil {
 		return RecoveryResult{}, err
 	}
-	norm, ok := secret.NormalizeCode(code)
-	if !ok || len(norm) != 4*recoveryCodeGroups {
+	hash, n, ok := secret.HashCode(code)
+	if !ok || n != 4*recoveryCodeGroups {
 		return RecoveryResult{}, badField("code", "must be %d letters and digits, dashes allowed", 4*recoveryCodeGroups)
 	}
 	if err := c.check(); err != nil {
@@ -66,7 +66,7 @@ func (s *Service) VerifyRecoveryCode(ctx context.Context, userID, code string, c
 	if att.Locked {
 		return RecoveryResult{Result: Result{Verdict: Locked, RetryAfter: att.LockedUntil.Sub(now)}}, nil
 	}
-	ok, remaining, err := s.o.Store.ConsumeRecoveryCode(ctx, userID, secret.Hash(norm), now)
+	ok, remaining, err := s.o.Store.ConsumeRecoveryCode(ctx, userID, hash, now)
 	if err != nil {
 		return RecoveryResult{}, err
 	}

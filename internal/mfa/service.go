@@ -235,9 +235,9 @@ func (s *Service) IssueActivationCode(ctx context.Context, userID, actor, reason
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	norm, _ := secret.NormalizeCode(code.Reveal())
+	hash, _, _ := secret.HashCode(code.Reveal())
 	expires := s.o.Now().Add(s.o.ActivationTTL)
-	if err := s.o.Store.PutActivationCode(ctx, userID, secret.Hash(norm), expires); err != nil {
+	if err := s.o.Store.PutActivationCode(ctx, userID, hash, expires); err != nil {
 		return "", time.Time{}, err
 	}
 	s.o.Logger.InfoContext(ctx, "activation code issued", "user_id", userID, "actor", actor, "reason", reason)
@@ -258,7 +258,7 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 	hash := secret.Hash(token)
 	e, err := s.o.Store.Enrollment(ctx, hash, now)
 	if errors.Is(err, ErrNotFound) {
-		return Enrollment{}, fmt.Errorf("enrolment session: %w (unknown, expired or already used)", ErrNotFound)
+		return Enrollment{}, errNoSession
 	}
 	if err != nil {
 		return Enrollment{}, err
@@ -269,7 +269,7 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 	if activationCode == "" {
 		return Enrollment{}, fmt.Errorf("%w: this enrolment session needs an activation code (from an administrator or sent to the user's registered contact)", ErrRefused)
 	}
-	norm, ok := secret.NormalizeCode(activationCode)
+	codeHash, _, ok := secret.HashCode(activationCode)
 	if !ok {
 		return Enrollment{}, badField("activation_code", "must be letters and digits in groups of four")
 	}
@@ -280,13 +280,13 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 	if att.Locked {
 		return Enrollment{}, fmt.Errorf("%w: retry after %s", ErrLocked, att.LockedUntil.Sub(now).Round(time.Second))
 	}
-	err = s.o.Store.ActivateEnrollment(ctx, hash, e.UserID, secret.Hash(norm), now)
+	err = s.o.Store.ActivateEnrollment(ctx, hash, e.UserID, codeHash, now)
 	switch {
 	case errors.Is(err, ErrWrongCode):
 		s.o.Logger.WarnContext(ctx, "wrong activation code", "user_id", e.UserID)
 		return Enrollment{}, fmt.Errorf("%w: the activation code is wrong, expired or already used", ErrRefused)
 	case errors.Is(err, ErrNotFound):
-		return Enrollment{}, fmt.Errorf("enrolment session: %w (unknown, expired or already used)", ErrNotFound)
+		return Enrollment{}, errNoSession
 	case err != nil:
 		return Enrollment{}, err
 	}
@@ -294,6 +294,9 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 	e.Activated = true
 	return e, nil
 }
+
+// errNoSession: the enrolment token names no usable session.
+var errNoSession = fmt.Errorf("enrolment session: %w (unknown, expired or already used)", ErrNotFound)
 
 // PendingTOTP is a TOTP factor waiting for its confirming code.
 type PendingTOTP struct {

@@ -92,28 +92,19 @@ func New(c Config) (*RP, error) {
 			bad("webauthn origin %q: its host is not %s or a subdomain of it", o, c.RPID)
 		}
 	}
-	uv := protocol.UserVerificationRequirement(c.UserVerification)
-	switch uv {
-	case "":
-		uv = protocol.VerificationPreferred
-	case protocol.VerificationPreferred, protocol.VerificationRequired, protocol.VerificationDiscouraged:
-	default:
+	uv, ok := oneOf(protocol.UserVerificationRequirement(c.UserVerification),
+		protocol.VerificationPreferred, protocol.VerificationRequired, protocol.VerificationDiscouraged)
+	if !ok {
 		bad("webauthn user verification %q: want preferred, required or discouraged", c.UserVerification)
 	}
-	rk := protocol.ResidentKeyRequirement(c.ResidentKey)
-	switch rk {
-	case "":
-		rk = protocol.ResidentKeyRequirementDiscouraged
-	case protocol.ResidentKeyRequirementDiscouraged, protocol.ResidentKeyRequirementPreferred, protocol.ResidentKeyRequirementRequired:
-	default:
+	rk, ok := oneOf(protocol.ResidentKeyRequirement(c.ResidentKey),
+		protocol.ResidentKeyRequirementDiscouraged, protocol.ResidentKeyRequirementPreferred, protocol.ResidentKeyRequirementRequired)
+	if !ok {
 		bad("webauthn resident key %q: want discouraged, preferred or required", c.ResidentKey)
 	}
-	att := protocol.ConveyancePreference(c.Attestation)
-	switch att {
-	case "":
-		att = protocol.PreferNoAttestation
-	case protocol.PreferNoAttestation, protocol.PreferIndirectAttestation, protocol.PreferDirectAttestation, protocol.PreferEnterpriseAttestation:
-	default:
+	att, ok := oneOf(protocol.ConveyancePreference(c.Attestation),
+		protocol.PreferNoAttestation, protocol.PreferIndirectAttestation, protocol.PreferDirectAttestation, protocol.PreferEnterpriseAttestation)
+	if !ok {
 		bad("webauthn attestation %q: want none, indirect, direct or enterprise", c.Attestation)
 	}
 	var aaguids [][]byte
@@ -154,6 +145,15 @@ func New(c Config) (*RP, error) {
 		return nil, fmt.Errorf("webauthn: %w", err)
 	}
 	return &RP{wa: wa, uv: uv, aaguids: aaguids, refuseSynced: c.RefuseSynced, timeout: c.Timeout, decoyKey: c.DecoyKey}, nil
+}
+
+// oneOf checks a setting against its allowed values; empty takes the first,
+// the default.
+func oneOf[T ~string](v T, allowed ...T) (T, bool) {
+	if v == "" {
+		return allowed[0], true
+	}
+	return v, slices.Contains(allowed, v)
 }
 
 // Timeout is how long a ceremony's challenge lives.

@@ -99,6 +99,17 @@ func NewCode(r io.Reader, groups int) (String, error) {
 	return String(sb.String()), nil
 }
 
+// HashCode returns the hash to store or look up for a code made by NewCode,
+// however it was typed (see NormalizeCode), and the length of its canonical
+// form. It reports false if the code holds a character outside the alphabet.
+func HashCode(typed string) (hash string, length int, ok bool) {
+	norm, ok := NormalizeCode(typed)
+	if !ok {
+		return "", 0, false
+	}
+	return Hash(norm), len(norm), true
+}
+
 // NormalizeCode turns what a person typed into the canonical form of a code
 // made by NewCode: upper case, without spaces or dashes, with the look-alike
 // letters I, L mapped to 1 and O to 0. It reports false if anything else is

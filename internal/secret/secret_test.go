@@ -270,3 +270,18 @@ func FuzzNormalizeCode(f *testing.F) {
 		}
 	})
 }
+
+func TestHashCode(t *testing.T) {
+	want, n, ok := secret.HashCode("7KQ2-M9XD-4TPA")
+	if !ok || n != 12 || want != secret.Hash("7KQ2M9XD4TPA") {
+		t.Fatalf("HashCode of a canonical code: %q, %d, %v", want, n, ok)
+	}
+	for _, typed := range []string{"7kq2 m9xd 4tpa", "7KQ2M9XD4TPA", "7kq2-m9xd-4tpa"} {
+		if got, _, ok := secret.HashCode(typed); !ok || got != want {
+			t.Errorf("HashCode(%q) = %q, %v; want the canonical code's hash", typed, got, ok)
+		}
+	}
+	if _, _, ok := secret.HashCode("7KQ2-M9XD-4TP!"); ok {
+		t.Error("HashCode accepted a character outside the alphabet")
+	}
+}
