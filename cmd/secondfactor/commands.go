@@ -33,7 +33,7 @@ func runUserShow(ctx context.Context, a *app, cmd *command, args []string) error
 	defer c.Close()
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := sfv1.NewSecondFactorClient(c).GetUser(cctx, &sfv1.GetUserRequest{UserId: pos[0]})
+	resp, err := sfv1.NewSecondFactorServiceClient(c).GetUser(cctx, &sfv1.GetUserRequest{UserId: pos[0]})
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func runEnrollCreate(ctx context.Context, a *app, cmd *command, args []string) e
 	defer c.Close()
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := sfv1.NewSecondFactorClient(c).CreateEnrollment(cctx, &sfv1.CreateEnrollmentRequest{
+	resp, err := sfv1.NewSecondFactorServiceClient(c).CreateEnrollment(cctx, &sfv1.CreateEnrollmentRequest{
 		UserId: pos[0], DisplayName: *name, ReturnUrl: *returnURL, Proof: proof,
 	})
 	if err != nil {
@@ -143,7 +143,7 @@ func runActivationIssue(ctx context.Context, a *app, cmd *command, args []string
 	defer c.Close()
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := sfv1.NewAdminClient(c).IssueActivationCode(cctx, &sfv1.IssueActivationCodeRequest{
+	resp, err := sfv1.NewAdminServiceClient(c).IssueActivationCode(cctx, &sfv1.IssueActivationCodeRequest{
 		UserId: pos[0], Reason: *reason,
 	})
 	if err != nil {
@@ -159,14 +159,14 @@ func runActivationIssue(ctx context.Context, a *app, cmd *command, args []string
 }
 
 func runVerifyTOTP(ctx context.Context, a *app, cmd *command, args []string) error {
-	return runVerify(ctx, a, cmd, args, func(ctx context.Context, c sfv1.SecondFactorClient, user, code string, client *sfv1.ClientInfo) (verdict sfv1.Verdict, retry *durationpb.Duration, note string, err error) {
+	return runVerify(ctx, a, cmd, args, func(ctx context.Context, c sfv1.SecondFactorServiceClient, user, code string, client *sfv1.ClientInfo) (verdict sfv1.Verdict, retry *durationpb.Duration, note string, err error) {
 		resp, err := c.VerifyTOTP(ctx, &sfv1.VerifyTOTPRequest{UserId: user, Code: code, Client: client})
 		return resp.GetVerdict(), resp.GetRetryAfter(), "", err
 	})
 }
 
 func runVerifyRecovery(ctx context.Context, a *app, cmd *command, args []string) error {
-	return runVerify(ctx, a, cmd, args, func(ctx context.Context, c sfv1.SecondFactorClient, user, code string, client *sfv1.ClientInfo) (verdict sfv1.Verdict, retry *durationpb.Duration, note string, err error) {
+	return runVerify(ctx, a, cmd, args, func(ctx context.Context, c sfv1.SecondFactorServiceClient, user, code string, client *sfv1.ClientInfo) (verdict sfv1.Verdict, retry *durationpb.Duration, note string, err error) {
 		resp, err := c.VerifyRecoveryCode(ctx, &sfv1.VerifyRecoveryCodeRequest{UserId: user, Code: code, Client: client})
 		if resp.GetVerdict() == sfv1.Verdict_VERDICT_ACCEPTED {
 			note = fmt.Sprintf(" (%d recovery codes left)", resp.GetRemaining())
@@ -176,7 +176,7 @@ func runVerifyRecovery(ctx context.Context, a *app, cmd *command, args []string)
 }
 
 // verifyFunc makes one verification call.
-type verifyFunc func(ctx context.Context, c sfv1.SecondFactorClient, user, code string, client *sfv1.ClientInfo) (sfv1.Verdict, *durationpb.Duration, string, error)
+type verifyFunc func(ctx context.Context, c sfv1.SecondFactorServiceClient, user, code string, client *sfv1.ClientInfo) (sfv1.Verdict, *durationpb.Duration, string, error)
 
 // runVerify parses USER_ID CODE [-ip IP], calls verify and prints its
 // verdict; the exit status is 0 only for ACCEPTED.
@@ -203,7 +203,7 @@ func runVerify(ctx context.Context, a *app, cmd *command, args []string, verify 
 	defer c.Close()
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	verdict, retry, note, err := verify(cctx, sfv1.NewSecondFactorClient(c), pos[0], pos[1], client)
+	verdict, retry, note, err := verify(cctx, sfv1.NewSecondFactorServiceClient(c), pos[0], pos[1], client)
 	if err != nil {
 		return err
 	}

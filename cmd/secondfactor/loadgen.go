@@ -46,7 +46,7 @@ func runLoadgen(ctx context.Context, a *app, cmd *command, args []string) error 
 		return err
 	}
 	defer c.Close()
-	client := sfv1.NewSecondFactorClient(c)
+	client := sfv1.NewSecondFactorServiceClient(c)
 	call := func(fn func(ctx context.Context) error) error {
 		cctx, cancel := c.call(ctx)
 		defer cancel()

@@ -269,8 +269,8 @@ func TestClean(t *testing.T) {
 // fakeServer answers the CLI's calls over a real loopback listener, and
 // records the authorization metadata it received.
 type fakeServer struct {
-	sfv1.UnimplementedSecondFactorServer
-	sfv1.UnimplementedAdminServer
+	sfv1.UnimplementedSecondFactorServiceServer
+	sfv1.UnimplementedAdminServiceServer
 
 	mu    sync.Mutex
 	auth  []string
@@ -356,8 +356,8 @@ func startFake(t *testing.T, f *fakeServer) map[string]string {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	sfv1.RegisterSecondFactorServer(s, f)
-	sfv1.RegisterAdminServer(s, f)
+	sfv1.RegisterSecondFactorServiceServer(s, f)
+	sfv1.RegisterAdminServiceServer(s, f)
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)
 	return map[string]string{"SECONDFACTOR_ADDR": lis.Addr().String(), "SECONDFACTOR_TOKEN": f.token}

@@ -47,7 +47,7 @@ func runTOTPEnroll(ctx context.Context, a *app, cmd *command, args []string) err
 		return err
 	}
 	defer c.Close()
-	client := sfv1.NewSecondFactorClient(c)
+	client := sfv1.NewSecondFactorServiceClient(c)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	p, err := client.BeginTOTPEnrollment(cctx, &sfv1.BeginTOTPEnrollmentRequest{
@@ -109,7 +109,7 @@ func (a *app) finishTOTP(ctx context.Context, cf *connFlags, token, factorID, co
 // stdin when code is empty; on a terminal it asks again when the server
 // rejects the code as invalid, up to codeAttempts times.
 func (a *app) confirmTOTP(ctx context.Context, c *conn, token, factorID, code string) error {
-	client := sfv1.NewSecondFactorClient(c)
+	client := sfv1.NewSecondFactorServiceClient(c)
 	fromStdin := code == ""
 	for attempt := 1; ; attempt++ {
 		if fromStdin {

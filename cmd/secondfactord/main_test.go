@@ -93,13 +93,13 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 func (bearer) RequireTransportSecurity() bool { return false }
 
-func client(t *testing.T, addr, token string) sfv1.SecondFactorClient {
+func client(t *testing.T, addr, token string) sfv1.SecondFactorServiceClient {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return sfv1.NewSecondFactorClient(conn)
+	return sfv1.NewSecondFactorServiceClient(conn)
 }
 
 // TestTwoReplicasOneRedis: two server processes on one Redis; the same code

@@ -77,8 +77,8 @@ const (
 // env is a server on a loopback listener and clients for it.
 type env struct {
 	clock     *clock
-	portal    sfv1.SecondFactorClient
-	admin     sfv1.AdminClient
+	portal    sfv1.SecondFactorServiceClient
+	admin     sfv1.AdminServiceClient
 	conn      *grpc.ClientConn
 	redisAddr string
 }
@@ -132,8 +132,8 @@ func newEnv(t testing.TB, kind string, o envOptions) *env {
 	conn := dial(t, lis.Addr().String())
 	return &env{
 		clock: clk, conn: conn, redisAddr: redisAddr,
-		portal: sfv1.NewSecondFactorClient(conn),
-		admin:  sfv1.NewAdminClient(conn),
+		portal: sfv1.NewSecondFactorServiceClient(conn),
+		admin:  sfv1.NewAdminServiceClient(conn),
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 
 // portalAPI implements the SecondFactor service.
 type portalAPI struct {
-	sfv1.UnimplementedSecondFactorServer
+	sfv1.UnimplementedSecondFactorServiceServer
 	svc *mfa.Service
 	log *slog.Logger
 }
@@ -204,7 +204,7 @@ func factorsPB(fs []mfa.Factor) []*sfv1.Factor {
 
 // adminAPI implements the Admin service.
 type adminAPI struct {
-	sfv1.UnimplementedAdminServer
+	sfv1.UnimplementedAdminServiceServer
 	svc *mfa.Service
 	log *slog.Logger
 }

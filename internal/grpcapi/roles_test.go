@@ -14,7 +14,7 @@ import (
 // TestEveryMethodDeclaresARole: a method added to the API without a role
 // would be refused to everyone; this test makes the omission loud.
 func TestEveryMethodDeclaresARole(t *testing.T) {
-	for _, sd := range []grpc.ServiceDesc{sfv1.SecondFactor_ServiceDesc, sfv1.Admin_ServiceDesc} {
+	for _, sd := range []grpc.ServiceDesc{sfv1.SecondFactorService_ServiceDesc, sfv1.AdminService_ServiceDesc} {
 		for _, m := range sd.Methods {
 			name := "/" + sd.ServiceName + "/" + m.MethodName
 			if _, ok := methodRoles[name]; !ok {
@@ -26,7 +26,7 @@ func TestEveryMethodDeclaresARole(t *testing.T) {
 
 func TestUndeclaredMethodRefused(t *testing.T) {
 	cs := Callers{}
-	_, err := cs.authorize(context.Background(), "/secondfactor.v1.SecondFactor/NotInTheTable")
+	_, err := cs.authorize(context.Background(), "/secondfactor.v1.SecondFactorService/NotInTheTable")
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("undeclared method: %v, want PermissionDenied", err)
 	}

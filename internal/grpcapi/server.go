@@ -69,10 +69,10 @@ func New(o Options) *Server {
 	gs := grpc.NewServer(opts...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(gs, h)
-	sfv1.RegisterSecondFactorServer(gs, &portalAPI{svc: o.Service, log: o.Logger})
-	sfv1.RegisterAdminServer(gs, &adminAPI{svc: o.Service, log: o.Logger})
-	h.SetServingStatus(sfv1.SecondFactor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	h.SetServingStatus(sfv1.Admin_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	sfv1.RegisterSecondFactorServiceServer(gs, &portalAPI{svc: o.Service, log: o.Logger})
+	sfv1.RegisterAdminServiceServer(gs, &adminAPI{svc: o.Service, log: o.Logger})
+	h.SetServingStatus(sfv1.SecondFactorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.SetServingStatus(sfv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return &Server{Server: gs, Health: h}
 }
 

@@ -1,8 +1,8 @@
 // The secondfactor API.
 //
 // secondfactor is the second factor behind a portal's password login. The
-// portal backend calls the SecondFactor service (role "portal"); operators and
-// support staff call the Admin service (role "admin") through the
+// portal backend calls SecondFactorService (role "portal"); operators and
+// support staff call AdminService (role "admin") through the
 // `secondfactor` CLI.
 //
 // Authentication: every call carries `authorization: Bearer <token>` metadata
@@ -2743,8 +2743,8 @@ const file_secondfactor_v1_secondfactor_proto_rawDesc = "" +
 	"\x1aTOTP_ALGORITHM_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TOTP_ALGORITHM_SHA1\x10\x01\x12\x19\n" +
 	"\x15TOTP_ALGORITHM_SHA256\x10\x02\x12\x19\n" +
-	"\x15TOTP_ALGORITHM_SHA512\x10\x032\xbc\v\n" +
-	"\fSecondFactor\x12L\n" +
+	"\x15TOTP_ALGORITHM_SHA512\x10\x032\xc3\v\n" +
+	"\x13SecondFactorService\x12L\n" +
 	"\aGetUser\x12\x1f.secondfactor.v1.GetUserRequest\x1a .secondfactor.v1.GetUserResponse\x12g\n" +
 	"\x10CreateEnrollment\x12(.secondfactor.v1.CreateEnrollmentRequest\x1a).secondfactor.v1.CreateEnrollmentResponse\x12p\n" +
 	"\x13BeginTOTPEnrollment\x12+.secondfactor.v1.BeginTOTPEnrollmentRequest\x1a,.secondfactor.v1.BeginTOTPEnrollmentResponse\x12s\n" +
@@ -2758,8 +2758,8 @@ const file_secondfactor_v1_secondfactor_proto_rawDesc = "" +
 	"\x12VerifyRecoveryCode\x12*.secondfactor.v1.VerifyRecoveryCodeRequest\x1a+.secondfactor.v1.VerifyRecoveryCodeResponse\x12|\n" +
 	"\x17RegenerateRecoveryCodes\x12/.secondfactor.v1.RegenerateRecoveryCodesRequest\x1a0.secondfactor.v1.RegenerateRecoveryCodesResponse\x12m\n" +
 	"\x12CreateVerification\x12*.secondfactor.v1.CreateVerificationRequest\x1a+.secondfactor.v1.CreateVerificationResponse\x12m\n" +
-	"\x12RedeemVerification\x12*.secondfactor.v1.RedeemVerificationRequest\x1a+.secondfactor.v1.RedeemVerificationResponse2\xc1\x04\n" +
-	"\x05Admin\x12X\n" +
+	"\x12RedeemVerification\x12*.secondfactor.v1.RedeemVerificationRequest\x1a+.secondfactor.v1.RedeemVerificationResponse2\xc8\x04\n" +
+	"\fAdminService\x12X\n" +
 	"\vListFactors\x12#.secondfactor.v1.ListFactorsRequest\x1a$.secondfactor.v1.ListFactorsResponse\x12[\n" +
 	"\fDeleteFactor\x12$.secondfactor.v1.DeleteFactorRequest\x1a%.secondfactor.v1.DeleteFactorResponse\x12R\n" +
 	"\tResetUser\x12!.secondfactor.v1.ResetUserRequest\x1a\".secondfactor.v1.ResetUserResponse\x12U\n" +
@@ -2858,44 +2858,44 @@ var file_secondfactor_v1_secondfactor_proto_depIdxs = []int32{
 	45, // 23: secondfactor.v1.IssueActivationCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
 	45, // 24: secondfactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	43, // 25: secondfactor.v1.ListAuditEventsResponse.events:type_name -> secondfactor.v1.AuditEvent
-	6,  // 26: secondfactor.v1.SecondFactor.GetUser:input_type -> secondfactor.v1.GetUserRequest
-	8,  // 27: secondfactor.v1.SecondFactor.CreateEnrollment:input_type -> secondfactor.v1.CreateEnrollmentRequest
-	10, // 28: secondfactor.v1.SecondFactor.BeginTOTPEnrollment:input_type -> secondfactor.v1.BeginTOTPEnrollmentRequest
-	12, // 29: secondfactor.v1.SecondFactor.FinishTOTPEnrollment:input_type -> secondfactor.v1.FinishTOTPEnrollmentRequest
-	14, // 30: secondfactor.v1.SecondFactor.VerifyTOTP:input_type -> secondfactor.v1.VerifyTOTPRequest
-	16, // 31: secondfactor.v1.SecondFactor.BeginWebAuthnRegistration:input_type -> secondfactor.v1.BeginWebAuthnRegistrationRequest
-	18, // 32: secondfactor.v1.SecondFactor.FinishWebAuthnRegistration:input_type -> secondfactor.v1.FinishWebAuthnRegistrationRequest
-	20, // 33: secondfactor.v1.SecondFactor.BeginWebAuthnLogin:input_type -> secondfactor.v1.BeginWebAuthnLoginRequest
-	22, // 34: secondfactor.v1.SecondFactor.FinishWebAuthnLogin:input_type -> secondfactor.v1.FinishWebAuthnLoginRequest
-	24, // 35: secondfactor.v1.SecondFactor.VerifyRecoveryCode:input_type -> secondfactor.v1.VerifyRecoveryCodeRequest
-	26, // 36: secondfactor.v1.SecondFactor.RegenerateRecoveryCodes:input_type -> secondfactor.v1.RegenerateRecoveryCodesRequest
-	28, // 37: secondfactor.v1.SecondFactor.CreateVerification:input_type -> secondfactor.v1.CreateVerificationRequest
-	30, // 38: secondfactor.v1.SecondFactor.RedeemVerification:input_type -> secondfactor.v1.RedeemVerificationRequest
-	32, // 39: secondfactor.v1.Admin.ListFactors:input_type -> secondfactor.v1.ListFactorsRequest
-	34, // 40: secondfactor.v1.Admin.DeleteFactor:input_type -> secondfactor.v1.DeleteFactorRequest
-	36, // 41: secondfactor.v1.Admin.ResetUser:input_type -> secondfactor.v1.ResetUserRequest
-	38, // 42: secondfactor.v1.Admin.UnlockUser:input_type -> secondfactor.v1.UnlockUserRequest
-	40, // 43: secondfactor.v1.Admin.IssueActivationCode:input_type -> secondfactor.v1.IssueActivationCodeRequest
-	42, // 44: secondfactor.v1.Admin.ListAuditEvents:input_type -> secondfactor.v1.ListAuditEventsRequest
-	7,  // 45: secondfactor.v1.SecondFactor.GetUser:output_type -> secondfactor.v1.GetUserResponse
-	9,  // 46: secondfactor.v1.SecondFactor.CreateEnrollment:output_type -> secondfactor.v1.CreateEnrollmentResponse
-	11, // 47: secondfactor.v1.SecondFactor.BeginTOTPEnrollment:output_type -> secondfactor.v1.BeginTOTPEnrollmentResponse
-	13, // 48: secondfactor.v1.SecondFactor.FinishTOTPEnrollment:output_type -> secondfactor.v1.FinishTOTPEnrollmentResponse
-	15, // 49: secondfactor.v1.SecondFactor.VerifyTOTP:output_type -> secondfactor.v1.VerifyTOTPResponse
-	17, // 50: secondfactor.v1.SecondFactor.BeginWebAuthnRegistration:output_type -> secondfactor.v1.BeginWebAuthnRegistrationResponse
-	19, // 51: secondfactor.v1.SecondFactor.FinishWebAuthnRegistration:output_type -> secondfactor.v1.FinishWebAuthnRegistrationResponse
-	21, // 52: secondfactor.v1.SecondFactor.BeginWebAuthnLogin:output_type -> secondfactor.v1.BeginWebAuthnLoginResponse
-	23, // 53: secondfactor.v1.SecondFactor.FinishWebAuthnLogin:output_type -> secondfactor.v1.FinishWebAuthnLoginResponse
-	25, // 54: secondfactor.v1.SecondFactor.VerifyRecoveryCode:output_type -> secondfactor.v1.VerifyRecoveryCodeResponse
-	27, // 55: secondfactor.v1.SecondFactor.RegenerateRecoveryCodes:output_type -> secondfactor.v1.RegenerateRecoveryCodesResponse
-	29, // 56: secondfactor.v1.SecondFactor.CreateVerification:output_type -> secondfactor.v1.CreateVerificationResponse
-	31, // 57: secondfactor.v1.SecondFactor.RedeemVerification:output_type -> secondfactor.v1.RedeemVerificationResponse
-	33, // 58: secondfactor.v1.Admin.ListFactors:output_type -> secondfactor.v1.ListFactorsResponse
-	35, // 59: secondfactor.v1.Admin.DeleteFactor:output_type -> secondfactor.v1.DeleteFactorResponse
-	37, // 60: secondfactor.v1.Admin.ResetUser:output_type -> secondfactor.v1.ResetUserResponse
-	39, // 61: secondfactor.v1.Admin.UnlockUser:output_type -> secondfactor.v1.UnlockUserResponse
-	41, // 62: secondfactor.v1.Admin.IssueActivationCode:output_type -> secondfactor.v1.IssueActivationCodeResponse
-	44, // 63: secondfactor.v1.Admin.ListAuditEvents:output_type -> secondfactor.v1.ListAuditEventsResponse
+	6,  // 26: secondfactor.v1.SecondFactorService.GetUser:input_type -> secondfactor.v1.GetUserRequest
+	8,  // 27: secondfactor.v1.SecondFactorService.CreateEnrollment:input_type -> secondfactor.v1.CreateEnrollmentRequest
+	10, // 28: secondfactor.v1.SecondFactorService.BeginTOTPEnrollment:input_type -> secondfactor.v1.BeginTOTPEnrollmentRequest
+	12, // 29: secondfactor.v1.SecondFactorService.FinishTOTPEnrollment:input_type -> secondfactor.v1.FinishTOTPEnrollmentRequest
+	14, // 30: secondfactor.v1.SecondFactorService.VerifyTOTP:input_type -> secondfactor.v1.VerifyTOTPRequest
+	16, // 31: secondfactor.v1.SecondFactorService.BeginWebAuthnRegistration:input_type -> secondfactor.v1.BeginWebAuthnRegistrationRequest
+	18, // 32: secondfactor.v1.SecondFactorService.FinishWebAuthnRegistration:input_type -> secondfactor.v1.FinishWebAuthnRegistrationRequest
+	20, // 33: secondfactor.v1.SecondFactorService.BeginWebAuthnLogin:input_type -> secondfactor.v1.BeginWebAuthnLoginRequest
+	22, // 34: secondfactor.v1.SecondFactorService.FinishWebAuthnLogin:input_type -> secondfactor.v1.FinishWebAuthnLoginRequest
+	24, // 35: secondfactor.v1.SecondFactorService.VerifyRecoveryCode:input_type -> secondfactor.v1.VerifyRecoveryCodeRequest
+	26, // 36: secondfactor.v1.SecondFactorService.RegenerateRecoveryCodes:input_type -> secondfactor.v1.RegenerateRecoveryCodesRequest
+	28, // 37: secondfactor.v1.SecondFactorService.CreateVerification:input_type -> secondfactor.v1.CreateVerificationRequest
+	30, // 38: secondfactor.v1.SecondFactorService.RedeemVerification:input_type -> secondfactor.v1.RedeemVerificationRequest
+	32, // 39: secondfactor.v1.AdminService.ListFactors:input_type -> secondfactor.v1.ListFactorsRequest
+	34, // 40: secondfactor.v1.AdminService.DeleteFactor:input_type -> secondfactor.v1.DeleteFactorRequest
+	36, // 41: secondfactor.v1.AdminService.ResetUser:input_type -> secondfactor.v1.ResetUserRequest
+	38, // 42: secondfactor.v1.AdminService.UnlockUser:input_type -> secondfactor.v1.UnlockUserRequest
+	40, // 43: secondfactor.v1.AdminService.IssueActivationCode:input_type -> secondfactor.v1.IssueActivationCodeRequest
+	42, // 44: secondfactor.v1.AdminService.ListAuditEvents:input_type -> secondfactor.v1.ListAuditEventsRequest
+	7,  // 45: secondfactor.v1.SecondFactorService.GetUser:output_type -> secondfactor.v1.GetUserResponse
+	9,  // 46: secondfactor.v1.SecondFactorService.CreateEnrollment:output_type -> secondfactor.v1.CreateEnrollmentResponse
+	11, // 47: secondfactor.v1.SecondFactorService.BeginTOTPEnrollment:output_type -> secondfactor.v1.BeginTOTPEnrollmentResponse
+	13, // 48: secondfactor.v1.SecondFactorService.FinishTOTPEnrollment:output_type -> secondfactor.v1.FinishTOTPEnrollmentResponse
+	15, // 49: secondfactor.v1.SecondFactorService.VerifyTOTP:output_type -> secondfactor.v1.VerifyTOTPResponse
+	17, // 50: secondfactor.v1.SecondFactorService.BeginWebAuthnRegistration:output_type -> secondfactor.v1.BeginWebAuthnRegistrationResponse
+	19, // 51: secondfactor.v1.SecondFactorService.FinishWebAuthnRegistration:output_type -> secondfactor.v1.FinishWebAuthnRegistrationResponse
+	21, // 52: secondfactor.v1.SecondFactorService.BeginWebAuthnLogin:output_type -> secondfactor.v1.BeginWebAuthnLoginResponse
+	23, // 53: secondfactor.v1.SecondFactorService.FinishWebAuthnLogin:output_type -> secondfactor.v1.FinishWebAuthnLoginResponse
+	25, // 54: secondfactor.v1.SecondFactorService.VerifyRecoveryCode:output_type -> secondfactor.v1.VerifyRecoveryCodeResponse
+	27, // 55: secondfactor.v1.SecondFactorService.RegenerateRecoveryCodes:output_type -> secondfactor.v1.RegenerateRecoveryCodesResponse
+	29, // 56: secondfactor.v1.SecondFactorService.CreateVerification:output_type -> secondfactor.v1.CreateVerificationResponse
+	31, // 57: secondfactor.v1.SecondFactorService.RedeemVerification:output_type -> secondfactor.v1.RedeemVerificationResponse
+	33, // 58: secondfactor.v1.AdminService.ListFactors:output_type -> secondfactor.v1.ListFactorsResponse
+	35, // 59: secondfactor.v1.AdminService.DeleteFactor:output_type -> secondfactor.v1.DeleteFactorResponse
+	37, // 60: secondfactor.v1.AdminService.ResetUser:output_type -> secondfactor.v1.ResetUserResponse
+	39, // 61: secondfactor.v1.AdminService.UnlockUser:output_type -> secondfactor.v1.UnlockUserResponse
+	41, // 62: secondfactor.v1.AdminService.IssueActivationCode:output_type -> secondfactor.v1.IssueActivationCodeResponse
+	44, // 63: secondfactor.v1.AdminService.ListAuditEvents:output_type -> secondfactor.v1.ListAuditEventsResponse
 	45, // [45:64] is the sub-list for method output_type
 	26, // [26:45] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name

@@ -1,8 +1,8 @@
 // The secondfactor API.
 //
 // secondfactor is the second factor behind a portal's password login. The
-// portal backend calls the SecondFactor service (role "portal"); operators and
-// support staff call the Admin service (role "admin") through the
+// portal backend calls SecondFactorService (role "portal"); operators and
+// support staff call AdminService (role "admin") through the
 // `secondfactor` CLI.
 //
 // Authentication: every call carries `authorization: Bearer <token>` metadata
@@ -36,32 +36,32 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SecondFactor_GetUser_FullMethodName                    = "/secondfactor.v1.SecondFactor/GetUser"
-	SecondFactor_CreateEnrollment_FullMethodName           = "/secondfactor.v1.SecondFactor/CreateEnrollment"
-	SecondFactor_BeginTOTPEnrollment_FullMethodName        = "/secondfactor.v1.SecondFactor/BeginTOTPEnrollment"
-	SecondFactor_FinishTOTPEnrollment_FullMethodName       = "/secondfactor.v1.SecondFactor/FinishTOTPEnrollment"
-	SecondFactor_VerifyTOTP_FullMethodName                 = "/secondfactor.v1.SecondFactor/VerifyTOTP"
-	SecondFactor_BeginWebAuthnRegistration_FullMethodName  = "/secondfactor.v1.SecondFactor/BeginWebAuthnRegistration"
-	SecondFactor_FinishWebAuthnRegistration_FullMethodName = "/secondfactor.v1.SecondFactor/FinishWebAuthnRegistration"
-	SecondFactor_BeginWebAuthnLogin_FullMethodName         = "/secondfactor.v1.SecondFactor/BeginWebAuthnLogin"
-	SecondFactor_FinishWebAuthnLogin_FullMethodName        = "/secondfactor.v1.SecondFactor/FinishWebAuthnLogin"
-	SecondFactor_VerifyRecoveryCode_FullMethodName         = "/secondfactor.v1.SecondFactor/VerifyRecoveryCode"
-	SecondFactor_RegenerateRecoveryCodes_FullMethodName    = "/secondfactor.v1.SecondFactor/RegenerateRecoveryCodes"
-	SecondFactor_CreateVerification_FullMethodName         = "/secondfactor.v1.SecondFactor/CreateVerification"
-	SecondFactor_RedeemVerification_FullMethodName         = "/secondfactor.v1.SecondFactor/RedeemVerification"
+	SecondFactorService_GetUser_FullMethodName                    = "/secondfactor.v1.SecondFactorService/GetUser"
+	SecondFactorService_CreateEnrollment_FullMethodName           = "/secondfactor.v1.SecondFactorService/CreateEnrollment"
+	SecondFactorService_BeginTOTPEnrollment_FullMethodName        = "/secondfactor.v1.SecondFactorService/BeginTOTPEnrollment"
+	SecondFactorService_FinishTOTPEnrollment_FullMethodName       = "/secondfactor.v1.SecondFactorService/FinishTOTPEnrollment"
+	SecondFactorService_VerifyTOTP_FullMethodName                 = "/secondfactor.v1.SecondFactorService/VerifyTOTP"
+	SecondFactorService_BeginWebAuthnRegistration_FullMethodName  = "/secondfactor.v1.SecondFactorService/BeginWebAuthnRegistration"
+	SecondFactorService_FinishWebAuthnRegistration_FullMethodName = "/secondfactor.v1.SecondFactorService/FinishWebAuthnRegistration"
+	SecondFactorService_BeginWebAuthnLogin_FullMethodName         = "/secondfactor.v1.SecondFactorService/BeginWebAuthnLogin"
+	SecondFactorService_FinishWebAuthnLogin_FullMethodName        = "/secondfactor.v1.SecondFactorService/FinishWebAuthnLogin"
+	SecondFactorService_VerifyRecoveryCode_FullMethodName         = "/secondfactor.v1.SecondFactorService/VerifyRecoveryCode"
+	SecondFactorService_RegenerateRecoveryCodes_FullMethodName    = "/secondfactor.v1.SecondFactorService/RegenerateRecoveryCodes"
+	SecondFactorService_CreateVerification_FullMethodName         = "/secondfactor.v1.SecondFactorService/CreateVerification"
+	SecondFactorService_RedeemVerification_FullMethodName         = "/secondfactor.v1.SecondFactorService/RedeemVerification"
 )
 
-// SecondFactorClient is the client API for SecondFactor service.
+// SecondFactorServiceClient is the client API for SecondFactorService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// SecondFactor is called by the portal backend (role "portal").
+// SecondFactorService is called by the portal backend (role "portal").
 //
 // Login: after the password check, call GetUser. If the user is enrolled, ask
 // for the second factor and check it with VerifyTOTP (or the WebAuthn login
 // pair, or a hosted verification). If not, start an enrolment with
 // CreateEnrollment.
-type SecondFactorClient interface {
+type SecondFactorServiceClient interface {
 	// GetUser says whether a user is enrolled and with which factors. An unknown
 	// user is not an error: it is a user with no factor.
 	GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error)
@@ -108,155 +108,155 @@ type SecondFactorClient interface {
 	RedeemVerification(ctx context.Context, in *RedeemVerificationRequest, opts ...grpc.CallOption) (*RedeemVerificationResponse, error)
 }
 
-type secondFactorClient struct {
+type secondFactorServiceClient struct {
 	cc grpc.ClientConnInterface
 }
 
-func NewSecondFactorClient(cc grpc.ClientConnInterface) SecondFactorClient {
-	return &secondFactorClient{cc}
+func NewSecondFactorServiceClient(cc grpc.ClientConnInterface) SecondFactorServiceClient {
+	return &secondFactorServiceClient{cc}
 }
 
-func (c *secondFactorClient) GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error) {
+func (c *secondFactorServiceClient) GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetUserResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_GetUser_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_GetUser_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) CreateEnrollment(ctx context.Context, in *CreateEnrollmentRequest, opts ...grpc.CallOption) (*CreateEnrollmentResponse, error) {
+func (c *secondFactorServiceClient) CreateEnrollment(ctx context.Context, in *CreateEnrollmentRequest, opts ...grpc.CallOption) (*CreateEnrollmentResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateEnrollmentResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_CreateEnrollment_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_CreateEnrollment_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) BeginTOTPEnrollment(ctx context.Context, in *BeginTOTPEnrollmentRequest, opts ...grpc.CallOption) (*BeginTOTPEnrollmentResponse, error) {
+func (c *secondFactorServiceClient) BeginTOTPEnrollment(ctx context.Context, in *BeginTOTPEnrollmentRequest, opts ...grpc.CallOption) (*BeginTOTPEnrollmentResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BeginTOTPEnrollmentResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_BeginTOTPEnrollment_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_BeginTOTPEnrollment_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) FinishTOTPEnrollment(ctx context.Context, in *FinishTOTPEnrollmentRequest, opts ...grpc.CallOption) (*FinishTOTPEnrollmentResponse, error) {
+func (c *secondFactorServiceClient) FinishTOTPEnrollment(ctx context.Context, in *FinishTOTPEnrollmentRequest, opts ...grpc.CallOption) (*FinishTOTPEnrollmentResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FinishTOTPEnrollmentResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_FinishTOTPEnrollment_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_FinishTOTPEnrollment_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) VerifyTOTP(ctx context.Context, in *VerifyTOTPRequest, opts ...grpc.CallOption) (*VerifyTOTPResponse, error) {
+func (c *secondFactorServiceClient) VerifyTOTP(ctx context.Context, in *VerifyTOTPRequest, opts ...grpc.CallOption) (*VerifyTOTPResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyTOTPResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_VerifyTOTP_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_VerifyTOTP_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) BeginWebAuthnRegistration(ctx context.Context, in *BeginWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*BeginWebAuthnRegistrationResponse, error) {
+func (c *secondFactorServiceClient) BeginWebAuthnRegistration(ctx context.Context, in *BeginWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*BeginWebAuthnRegistrationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BeginWebAuthnRegistrationResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_BeginWebAuthnRegistration_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_BeginWebAuthnRegistration_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) FinishWebAuthnRegistration(ctx context.Context, in *FinishWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*FinishWebAuthnRegistrationResponse, error) {
+func (c *secondFactorServiceClient) FinishWebAuthnRegistration(ctx context.Context, in *FinishWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*FinishWebAuthnRegistrationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FinishWebAuthnRegistrationResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_FinishWebAuthnRegistration_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_FinishWebAuthnRegistration_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) BeginWebAuthnLogin(ctx context.Context, in *BeginWebAuthnLoginRequest, opts ...grpc.CallOption) (*BeginWebAuthnLoginResponse, error) {
+func (c *secondFactorServiceClient) BeginWebAuthnLogin(ctx context.Context, in *BeginWebAuthnLoginRequest, opts ...grpc.CallOption) (*BeginWebAuthnLoginResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BeginWebAuthnLoginResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_BeginWebAuthnLogin_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_BeginWebAuthnLogin_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) FinishWebAuthnLogin(ctx context.Context, in *FinishWebAuthnLoginRequest, opts ...grpc.CallOption) (*FinishWebAuthnLoginResponse, error) {
+func (c *secondFactorServiceClient) FinishWebAuthnLogin(ctx context.Context, in *FinishWebAuthnLoginRequest, opts ...grpc.CallOption) (*FinishWebAuthnLoginResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FinishWebAuthnLoginResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_FinishWebAuthnLogin_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_FinishWebAuthnLogin_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) VerifyRecoveryCode(ctx context.Context, in *VerifyRecoveryCodeRequest, opts ...grpc.CallOption) (*VerifyRecoveryCodeResponse, error) {
+func (c *secondFactorServiceClient) VerifyRecoveryCode(ctx context.Context, in *VerifyRecoveryCodeRequest, opts ...grpc.CallOption) (*VerifyRecoveryCodeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyRecoveryCodeResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_VerifyRecoveryCode_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_VerifyRecoveryCode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error) {
+func (c *secondFactorServiceClient) RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegenerateRecoveryCodesResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_RegenerateRecoveryCodes_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_RegenerateRecoveryCodes_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) CreateVerification(ctx context.Context, in *CreateVerificationRequest, opts ...grpc.CallOption) (*CreateVerificationResponse, error) {
+func (c *secondFactorServiceClient) CreateVerification(ctx context.Context, in *CreateVerificationRequest, opts ...grpc.CallOption) (*CreateVerificationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateVerificationResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_CreateVerification_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_CreateVerification_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *secondFactorClient) RedeemVerification(ctx context.Context, in *RedeemVerificationRequest, opts ...grpc.CallOption) (*RedeemVerificationResponse, error) {
+func (c *secondFactorServiceClient) RedeemVerification(ctx context.Context, in *RedeemVerificationRequest, opts ...grpc.CallOption) (*RedeemVerificationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RedeemVerificationResponse)
-	err := c.cc.Invoke(ctx, SecondFactor_RedeemVerification_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, SecondFactorService_RedeemVerification_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// SecondFactorServer is the server API for SecondFactor service.
-// All implementations must embed UnimplementedSecondFactorServer
+// SecondFactorServiceServer is the server API for SecondFactorService service.
+// All implementations must embed UnimplementedSecondFactorServiceServer
 // for forward compatibility.
 //
-// SecondFactor is called by the portal backend (role "portal").
+// SecondFactorService is called by the portal backend (role "portal").
 //
 // Login: after the password check, call GetUser. If the user is enrolled, ask
 // for the second factor and check it with VerifyTOTP (or the WebAuthn login
 // pair, or a hosted verification). If not, start an enrolment with
 // CreateEnrollment.
-type SecondFactorServer interface {
+type SecondFactorServiceServer interface {
 	// GetUser says whether a user is enrolled and with which factors. An unknown
 	// user is not an error: it is a user with no factor.
 	GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error)
@@ -301,368 +301,368 @@ type SecondFactorServer interface {
 	CreateVerification(context.Context, *CreateVerificationRequest) (*CreateVerificationResponse, error)
 	// RedeemVerification exchanges the one-time result of a hosted verification.
 	RedeemVerification(context.Context, *RedeemVerificationRequest) (*RedeemVerificationResponse, error)
-	mustEmbedUnimplementedSecondFactorServer()
+	mustEmbedUnimplementedSecondFactorServiceServer()
 }
 
-// UnimplementedSecondFactorServer must be embedded to have
+// UnimplementedSecondFactorServiceServer must be embedded to have
 // forward compatible implementations.
 //
 // NOTE: this should be embedded by value instead of pointer to avoid a nil
 // pointer dereference when methods are called.
-type UnimplementedSecondFactorServer struct{}
+type UnimplementedSecondFactorServiceServer struct{}
 
-func (UnimplementedSecondFactorServer) GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error) {
+func (UnimplementedSecondFactorServiceServer) GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUser not implemented")
 }
-func (UnimplementedSecondFactorServer) CreateEnrollment(context.Context, *CreateEnrollmentRequest) (*CreateEnrollmentResponse, error) {
+func (UnimplementedSecondFactorServiceServer) CreateEnrollment(context.Context, *CreateEnrollmentRequest) (*CreateEnrollmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateEnrollment not implemented")
 }
-func (UnimplementedSecondFactorServer) BeginTOTPEnrollment(context.Context, *BeginTOTPEnrollmentRequest) (*BeginTOTPEnrollmentResponse, error) {
+func (UnimplementedSecondFactorServiceServer) BeginTOTPEnrollment(context.Context, *BeginTOTPEnrollmentRequest) (*BeginTOTPEnrollmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BeginTOTPEnrollment not implemented")
 }
-func (UnimplementedSecondFactorServer) FinishTOTPEnrollment(context.Context, *FinishTOTPEnrollmentRequest) (*FinishTOTPEnrollmentResponse, error) {
+func (UnimplementedSecondFactorServiceServer) FinishTOTPEnrollment(context.Context, *FinishTOTPEnrollmentRequest) (*FinishTOTPEnrollmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FinishTOTPEnrollment not implemented")
 }
-func (UnimplementedSecondFactorServer) VerifyTOTP(context.Context, *VerifyTOTPRequest) (*VerifyTOTPResponse, error) {
+func (UnimplementedSecondFactorServiceServer) VerifyTOTP(context.Context, *VerifyTOTPRequest) (*VerifyTOTPResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyTOTP not implemented")
 }
-func (UnimplementedSecondFactorServer) BeginWebAuthnRegistration(context.Context, *BeginWebAuthnRegistrationRequest) (*BeginWebAuthnRegistrationResponse, error) {
+func (UnimplementedSecondFactorServiceServer) BeginWebAuthnRegistration(context.Context, *BeginWebAuthnRegistrationRequest) (*BeginWebAuthnRegistrationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BeginWebAuthnRegistration not implemented")
 }
-func (UnimplementedSecondFactorServer) FinishWebAuthnRegistration(context.Context, *FinishWebAuthnRegistrationRequest) (*FinishWebAuthnRegistrationResponse, error) {
+func (UnimplementedSecondFactorServiceServer) FinishWebAuthnRegistration(context.Context, *FinishWebAuthnRegistrationRequest) (*FinishWebAuthnRegistrationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FinishWebAuthnRegistration not implemented")
 }
-func (UnimplementedSecondFactorServer) BeginWebAuthnLogin(context.Context, *BeginWebAuthnLoginRequest) (*BeginWebAuthnLoginResponse, error) {
+func (UnimplementedSecondFactorServiceServer) BeginWebAuthnLogin(context.Context, *BeginWebAuthnLoginRequest) (*BeginWebAuthnLoginResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BeginWebAuthnLogin not implemented")
 }
-func (UnimplementedSecondFactorServer) FinishWebAuthnLogin(context.Context, *FinishWebAuthnLoginRequest) (*FinishWebAuthnLoginResponse, error) {
+func (UnimplementedSecondFactorServiceServer) FinishWebAuthnLogin(context.Context, *FinishWebAuthnLoginRequest) (*FinishWebAuthnLoginResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FinishWebAuthnLogin not implemented")
 }
-func (UnimplementedSecondFactorServer) VerifyRecoveryCode(context.Context, *VerifyRecoveryCodeRequest) (*VerifyRecoveryCodeResponse, error) {
+func (UnimplementedSecondFactorServiceServer) VerifyRecoveryCode(context.Context, *VerifyRecoveryCodeRequest) (*VerifyRecoveryCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyRecoveryCode not implemented")
 }
-func (UnimplementedSecondFactorServer) RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error) {
+func (UnimplementedSecondFactorServiceServer) RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegenerateRecoveryCodes not implemented")
 }
-func (UnimplementedSecondFactorServer) CreateVerification(context.Context, *CreateVerificationRequest) (*CreateVerificationResponse, error) {
+func (UnimplementedSecondFactorServiceServer) CreateVerification(context.Context, *CreateVerificationRequest) (*CreateVerificationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateVerification not implemented")
 }
-func (UnimplementedSecondFactorServer) RedeemVerification(context.Context, *RedeemVerificationRequest) (*RedeemVerificationResponse, error) {
+func (UnimplementedSecondFactorServiceServer) RedeemVerification(context.Context, *RedeemVerificationRequest) (*RedeemVerificationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedeemVerification not implemented")
 }
-func (UnimplementedSecondFactorServer) mustEmbedUnimplementedSecondFactorServer() {}
-func (UnimplementedSecondFactorServer) testEmbeddedByValue()                      {}
+func (UnimplementedSecondFactorServiceServer) mustEmbedUnimplementedSecondFactorServiceServer() {}
+func (UnimplementedSecondFactorServiceServer) testEmbeddedByValue()                             {}
 
-// UnsafeSecondFactorServer may be embedded to opt out of forward compatibility for this service.
-// Use of this interface is not recommended, as added methods to SecondFactorServer will
+// UnsafeSecondFactorServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to SecondFactorServiceServer will
 // result in compilation errors.
-type UnsafeSecondFactorServer interface {
-	mustEmbedUnimplementedSecondFactorServer()
+type UnsafeSecondFactorServiceServer interface {
+	mustEmbedUnimplementedSecondFactorServiceServer()
 }
 
-func RegisterSecondFactorServer(s grpc.ServiceRegistrar, srv SecondFactorServer) {
-	// If the following call panics, it indicates UnimplementedSecondFactorServer was
+func RegisterSecondFactorServiceServer(s grpc.ServiceRegistrar, srv SecondFactorServiceServer) {
+	// If the following call panics, it indicates UnimplementedSecondFactorServiceServer was
 	// embedded by pointer and is nil.  This will cause panics if an
 	// unimplemented method is ever invoked, so we test this at initialization
 	// time to prevent it from happening at runtime later due to I/O.
 	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
 		t.testEmbeddedByValue()
 	}
-	s.RegisterService(&SecondFactor_ServiceDesc, srv)
+	s.RegisterService(&SecondFactorService_ServiceDesc, srv)
 }
 
-func _SecondFactor_GetUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_GetUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetUserRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).GetUser(ctx, in)
+		return srv.(SecondFactorServiceServer).GetUser(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_GetUser_FullMethodName,
+		FullMethod: SecondFactorService_GetUser_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).GetUser(ctx, req.(*GetUserRequest))
+		return srv.(SecondFactorServiceServer).GetUser(ctx, req.(*GetUserRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_CreateEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_CreateEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateEnrollmentRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).CreateEnrollment(ctx, in)
+		return srv.(SecondFactorServiceServer).CreateEnrollment(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_CreateEnrollment_FullMethodName,
+		FullMethod: SecondFactorService_CreateEnrollment_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).CreateEnrollment(ctx, req.(*CreateEnrollmentRequest))
+		return srv.(SecondFactorServiceServer).CreateEnrollment(ctx, req.(*CreateEnrollmentRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_BeginTOTPEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_BeginTOTPEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BeginTOTPEnrollmentRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).BeginTOTPEnrollment(ctx, in)
+		return srv.(SecondFactorServiceServer).BeginTOTPEnrollment(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_BeginTOTPEnrollment_FullMethodName,
+		FullMethod: SecondFactorService_BeginTOTPEnrollment_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).BeginTOTPEnrollment(ctx, req.(*BeginTOTPEnrollmentRequest))
+		return srv.(SecondFactorServiceServer).BeginTOTPEnrollment(ctx, req.(*BeginTOTPEnrollmentRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_FinishTOTPEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_FinishTOTPEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FinishTOTPEnrollmentRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).FinishTOTPEnrollment(ctx, in)
+		return srv.(SecondFactorServiceServer).FinishTOTPEnrollment(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_FinishTOTPEnrollment_FullMethodName,
+		FullMethod: SecondFactorService_FinishTOTPEnrollment_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).FinishTOTPEnrollment(ctx, req.(*FinishTOTPEnrollmentRequest))
+		return srv.(SecondFactorServiceServer).FinishTOTPEnrollment(ctx, req.(*FinishTOTPEnrollmentRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_VerifyTOTP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_VerifyTOTP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(VerifyTOTPRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).VerifyTOTP(ctx, in)
+		return srv.(SecondFactorServiceServer).VerifyTOTP(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_VerifyTOTP_FullMethodName,
+		FullMethod: SecondFactorService_VerifyTOTP_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).VerifyTOTP(ctx, req.(*VerifyTOTPRequest))
+		return srv.(SecondFactorServiceServer).VerifyTOTP(ctx, req.(*VerifyTOTPRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_BeginWebAuthnRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_BeginWebAuthnRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BeginWebAuthnRegistrationRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).BeginWebAuthnRegistration(ctx, in)
+		return srv.(SecondFactorServiceServer).BeginWebAuthnRegistration(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_BeginWebAuthnRegistration_FullMethodName,
+		FullMethod: SecondFactorService_BeginWebAuthnRegistration_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).BeginWebAuthnRegistration(ctx, req.(*BeginWebAuthnRegistrationRequest))
+		return srv.(SecondFactorServiceServer).BeginWebAuthnRegistration(ctx, req.(*BeginWebAuthnRegistrationRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_FinishWebAuthnRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_FinishWebAuthnRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FinishWebAuthnRegistrationRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).FinishWebAuthnRegistration(ctx, in)
+		return srv.(SecondFactorServiceServer).FinishWebAuthnRegistration(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_FinishWebAuthnRegistration_FullMethodName,
+		FullMethod: SecondFactorService_FinishWebAuthnRegistration_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).FinishWebAuthnRegistration(ctx, req.(*FinishWebAuthnRegistrationRequest))
+		return srv.(SecondFactorServiceServer).FinishWebAuthnRegistration(ctx, req.(*FinishWebAuthnRegistrationRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_BeginWebAuthnLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_BeginWebAuthnLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BeginWebAuthnLoginRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).BeginWebAuthnLogin(ctx, in)
+		return srv.(SecondFactorServiceServer).BeginWebAuthnLogin(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_BeginWebAuthnLogin_FullMethodName,
+		FullMethod: SecondFactorService_BeginWebAuthnLogin_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).BeginWebAuthnLogin(ctx, req.(*BeginWebAuthnLoginRequest))
+		return srv.(SecondFactorServiceServer).BeginWebAuthnLogin(ctx, req.(*BeginWebAuthnLoginRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_FinishWebAuthnLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_FinishWebAuthnLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FinishWebAuthnLoginRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).FinishWebAuthnLogin(ctx, in)
+		return srv.(SecondFactorServiceServer).FinishWebAuthnLogin(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_FinishWebAuthnLogin_FullMethodName,
+		FullMethod: SecondFactorService_FinishWebAuthnLogin_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).FinishWebAuthnLogin(ctx, req.(*FinishWebAuthnLoginRequest))
+		return srv.(SecondFactorServiceServer).FinishWebAuthnLogin(ctx, req.(*FinishWebAuthnLoginRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_VerifyRecoveryCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_VerifyRecoveryCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(VerifyRecoveryCodeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).VerifyRecoveryCode(ctx, in)
+		return srv.(SecondFactorServiceServer).VerifyRecoveryCode(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_VerifyRecoveryCode_FullMethodName,
+		FullMethod: SecondFactorService_VerifyRecoveryCode_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).VerifyRecoveryCode(ctx, req.(*VerifyRecoveryCodeRequest))
+		return srv.(SecondFactorServiceServer).VerifyRecoveryCode(ctx, req.(*VerifyRecoveryCodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_RegenerateRecoveryCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_RegenerateRecoveryCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RegenerateRecoveryCodesRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).RegenerateRecoveryCodes(ctx, in)
+		return srv.(SecondFactorServiceServer).RegenerateRecoveryCodes(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_RegenerateRecoveryCodes_FullMethodName,
+		FullMethod: SecondFactorService_RegenerateRecoveryCodes_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).RegenerateRecoveryCodes(ctx, req.(*RegenerateRecoveryCodesRequest))
+		return srv.(SecondFactorServiceServer).RegenerateRecoveryCodes(ctx, req.(*RegenerateRecoveryCodesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_CreateVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_CreateVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateVerificationRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).CreateVerification(ctx, in)
+		return srv.(SecondFactorServiceServer).CreateVerification(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_CreateVerification_FullMethodName,
+		FullMethod: SecondFactorService_CreateVerification_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).CreateVerification(ctx, req.(*CreateVerificationRequest))
+		return srv.(SecondFactorServiceServer).CreateVerification(ctx, req.(*CreateVerificationRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SecondFactor_RedeemVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _SecondFactorService_RedeemVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RedeemVerificationRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SecondFactorServer).RedeemVerification(ctx, in)
+		return srv.(SecondFactorServiceServer).RedeemVerification(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SecondFactor_RedeemVerification_FullMethodName,
+		FullMethod: SecondFactorService_RedeemVerification_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecondFactorServer).RedeemVerification(ctx, req.(*RedeemVerificationRequest))
+		return srv.(SecondFactorServiceServer).RedeemVerification(ctx, req.(*RedeemVerificationRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-// SecondFactor_ServiceDesc is the grpc.ServiceDesc for SecondFactor service.
+// SecondFactorService_ServiceDesc is the grpc.ServiceDesc for SecondFactorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
-var SecondFactor_ServiceDesc = grpc.ServiceDesc{
-	ServiceName: "secondfactor.v1.SecondFactor",
-	HandlerType: (*SecondFactorServer)(nil),
+var SecondFactorService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "secondfactor.v1.SecondFactorService",
+	HandlerType: (*SecondFactorServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
 			MethodName: "GetUser",
-			Handler:    _SecondFactor_GetUser_Handler,
+			Handler:    _SecondFactorService_GetUser_Handler,
 		},
 		{
 			MethodName: "CreateEnrollment",
-			Handler:    _SecondFactor_CreateEnrollment_Handler,
+			Handler:    _SecondFactorService_CreateEnrollment_Handler,
 		},
 		{
 			MethodName: "BeginTOTPEnrollment",
-			Handler:    _SecondFactor_BeginTOTPEnrollment_Handler,
+			Handler:    _SecondFactorService_BeginTOTPEnrollment_Handler,
 		},
 		{
 			MethodName: "FinishTOTPEnrollment",
-			Handler:    _SecondFactor_FinishTOTPEnrollment_Handler,
+			Handler:    _SecondFactorService_FinishTOTPEnrollment_Handler,
 		},
 		{
 			MethodName: "VerifyTOTP",
-			Handler:    _SecondFactor_VerifyTOTP_Handler,
+			Handler:    _SecondFactorService_VerifyTOTP_Handler,
 		},
 		{
 			MethodName: "BeginWebAuthnRegistration",
-			Handler:    _SecondFactor_BeginWebAuthnRegistration_Handler,
+			Handler:    _SecondFactorService_BeginWebAuthnRegistration_Handler,
 		},
 		{
 			MethodName: "FinishWebAuthnRegistration",
-			Handler:    _SecondFactor_FinishWebAuthnRegistration_Handler,
+			Handler:    _SecondFactorService_FinishWebAuthnRegistration_Handler,
 		},
 		{
 			MethodName: "BeginWebAuthnLogin",
-			Handler:    _SecondFactor_BeginWebAuthnLogin_Handler,
+			Handler:    _SecondFactorService_BeginWebAuthnLogin_Handler,
 		},
 		{
 			MethodName: "FinishWebAuthnLogin",
-			Handler:    _SecondFactor_FinishWebAuthnLogin_Handler,
+			Handler:    _SecondFactorService_FinishWebAuthnLogin_Handler,
 		},
 		{
 			MethodName: "VerifyRecoveryCode",
-			Handler:    _SecondFactor_VerifyRecoveryCode_Handler,
+			Handler:    _SecondFactorService_VerifyRecoveryCode_Handler,
 		},
 		{
 			MethodName: "RegenerateRecoveryCodes",
-			Handler:    _SecondFactor_RegenerateRecoveryCodes_Handler,
+			Handler:    _SecondFactorService_RegenerateRecoveryCodes_Handler,
 		},
 		{
 			MethodName: "CreateVerification",
-			Handler:    _SecondFactor_CreateVerification_Handler,
+			Handler:    _SecondFactorService_CreateVerification_Handler,
 		},
 		{
 			MethodName: "RedeemVerification",
-			Handler:    _SecondFactor_RedeemVerification_Handler,
+			Handler:    _SecondFactorService_RedeemVerification_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -670,22 +670,22 @@ var SecondFactor_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_ListFactors_FullMethodName         = "/secondfactor.v1.Admin/ListFactors"
-	Admin_DeleteFactor_FullMethodName        = "/secondfactor.v1.Admin/DeleteFactor"
-	Admin_ResetUser_FullMethodName           = "/secondfactor.v1.Admin/ResetUser"
-	Admin_UnlockUser_FullMethodName          = "/secondfactor.v1.Admin/UnlockUser"
-	Admin_IssueActivationCode_FullMethodName = "/secondfactor.v1.Admin/IssueActivationCode"
-	Admin_ListAuditEvents_FullMethodName     = "/secondfactor.v1.Admin/ListAuditEvents"
+	AdminService_ListFactors_FullMethodName         = "/secondfactor.v1.AdminService/ListFactors"
+	AdminService_DeleteFactor_FullMethodName        = "/secondfactor.v1.AdminService/DeleteFactor"
+	AdminService_ResetUser_FullMethodName           = "/secondfactor.v1.AdminService/ResetUser"
+	AdminService_UnlockUser_FullMethodName          = "/secondfactor.v1.AdminService/UnlockUser"
+	AdminService_IssueActivationCode_FullMethodName = "/secondfactor.v1.AdminService/IssueActivationCode"
+	AdminService_ListAuditEvents_FullMethodName     = "/secondfactor.v1.AdminService/ListAuditEvents"
 )
 
-// AdminClient is the client API for Admin service.
+// AdminServiceClient is the client API for AdminService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Admin is called by administrators (role "admin"), usually through the
+// AdminService is called by administrators (role "admin"), usually through the
 // `secondfactor` CLI. Every change is written to the audit trail with the
 // caller's name.
-type AdminClient interface {
+type AdminServiceClient interface {
 	// ListFactors lists a user's confirmed factors.
 	ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error)
 	// DeleteFactor removes one factor of a user.
@@ -705,82 +705,82 @@ type AdminClient interface {
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
-type adminClient struct {
+type adminServiceClient struct {
 	cc grpc.ClientConnInterface
 }
 
-func NewAdminClient(cc grpc.ClientConnInterface) AdminClient {
-	return &adminClient{cc}
+func NewAdminServiceClient(cc grpc.ClientConnInterface) AdminServiceClient {
+	return &adminServiceClient{cc}
 }
 
-func (c *adminClient) ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error) {
+func (c *adminServiceClient) ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListFactorsResponse)
-	err := c.cc.Invoke(ctx, Admin_ListFactors_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, AdminService_ListFactors_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *adminClient) DeleteFactor(ctx context.Context, in *DeleteFactorRequest, opts ...grpc.CallOption) (*DeleteFactorResponse, error) {
+func (c *adminServiceClient) DeleteFactor(ctx context.Context, in *DeleteFactorRequest, opts ...grpc.CallOption) (*DeleteFactorResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteFactorResponse)
-	err := c.cc.Invoke(ctx, Admin_DeleteFactor_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, AdminService_DeleteFactor_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *adminClient) ResetUser(ctx context.Context, in *ResetUserRequest, opts ...grpc.CallOption) (*ResetUserResponse, error) {
+func (c *adminServiceClient) ResetUser(ctx context.Context, in *ResetUserRequest, opts ...grpc.CallOption) (*ResetUserResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResetUserResponse)
-	err := c.cc.Invoke(ctx, Admin_ResetUser_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, AdminService_ResetUser_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *adminClient) UnlockUser(ctx context.Context, in *UnlockUserRequest, opts ...grpc.CallOption) (*UnlockUserResponse, error) {
+func (c *adminServiceClient) UnlockUser(ctx context.Context, in *UnlockUserRequest, opts ...grpc.CallOption) (*UnlockUserResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(UnlockUserResponse)
-	err := c.cc.Invoke(ctx, Admin_UnlockUser_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, AdminService_UnlockUser_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *adminClient) IssueActivationCode(ctx context.Context, in *IssueActivationCodeRequest, opts ...grpc.CallOption) (*IssueActivationCodeResponse, error) {
+func (c *adminServiceClient) IssueActivationCode(ctx context.Context, in *IssueActivationCodeRequest, opts ...grpc.CallOption) (*IssueActivationCodeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(IssueActivationCodeResponse)
-	err := c.cc.Invoke(ctx, Admin_IssueActivationCode_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, AdminService_IssueActivationCode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *adminClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+func (c *adminServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAuditEventsResponse)
-	err := c.cc.Invoke(ctx, Admin_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, AdminService_ListAuditEvents_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// AdminServer is the server API for Admin service.
-// All implementations must embed UnimplementedAdminServer
+// AdminServiceServer is the server API for AdminService service.
+// All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
 //
-// Admin is called by administrators (role "admin"), usually through the
+// AdminService is called by administrators (role "admin"), usually through the
 // `secondfactor` CLI. Every change is written to the audit trail with the
 // caller's name.
-type AdminServer interface {
+type AdminServiceServer interface {
 	// ListFactors lists a user's confirmed factors.
 	ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error)
 	// DeleteFactor removes one factor of a user.
@@ -798,193 +798,193 @@ type AdminServer interface {
 	IssueActivationCode(context.Context, *IssueActivationCodeRequest) (*IssueActivationCodeResponse, error)
 	// ListAuditEvents reads the audit trail.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
-	mustEmbedUnimplementedAdminServer()
+	mustEmbedUnimplementedAdminServiceServer()
 }
 
-// UnimplementedAdminServer must be embedded to have
+// UnimplementedAdminServiceServer must be embedded to have
 // forward compatible implementations.
 //
 // NOTE: this should be embedded by value instead of pointer to avoid a nil
 // pointer dereference when methods are called.
-type UnimplementedAdminServer struct{}
+type UnimplementedAdminServiceServer struct{}
 
-func (UnimplementedAdminServer) ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error) {
+func (UnimplementedAdminServiceServer) ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFactors not implemented")
 }
-func (UnimplementedAdminServer) DeleteFactor(context.Context, *DeleteFactorRequest) (*DeleteFactorResponse, error) {
+func (UnimplementedAdminServiceServer) DeleteFactor(context.Context, *DeleteFactorRequest) (*DeleteFactorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteFactor not implemented")
 }
-func (UnimplementedAdminServer) ResetUser(context.Context, *ResetUserRequest) (*ResetUserResponse, error) {
+func (UnimplementedAdminServiceServer) ResetUser(context.Context, *ResetUserRequest) (*ResetUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResetUser not implemented")
 }
-func (UnimplementedAdminServer) UnlockUser(context.Context, *UnlockUserRequest) (*UnlockUserResponse, error) {
+func (UnimplementedAdminServiceServer) UnlockUser(context.Context, *UnlockUserRequest) (*UnlockUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnlockUser not implemented")
 }
-func (UnimplementedAdminServer) IssueActivationCode(context.Context, *IssueActivationCodeRequest) (*IssueActivationCodeResponse, error) {
+func (UnimplementedAdminServiceServer) IssueActivationCode(context.Context, *IssueActivationCodeRequest) (*IssueActivationCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueActivationCode not implemented")
 }
-func (UnimplementedAdminServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+func (UnimplementedAdminServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
-func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
-func (UnimplementedAdminServer) testEmbeddedByValue()               {}
+func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
+func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
 
-// UnsafeAdminServer may be embedded to opt out of forward compatibility for this service.
-// Use of this interface is not recommended, as added methods to AdminServer will
+// UnsafeAdminServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AdminServiceServer will
 // result in compilation errors.
-type UnsafeAdminServer interface {
-	mustEmbedUnimplementedAdminServer()
+type UnsafeAdminServiceServer interface {
+	mustEmbedUnimplementedAdminServiceServer()
 }
 
-func RegisterAdminServer(s grpc.ServiceRegistrar, srv AdminServer) {
-	// If the following call panics, it indicates UnimplementedAdminServer was
+func RegisterAdminServiceServer(s grpc.ServiceRegistrar, srv AdminServiceServer) {
+	// If the following call panics, it indicates UnimplementedAdminServiceServer was
 	// embedded by pointer and is nil.  This will cause panics if an
 	// unimplemented method is ever invoked, so we test this at initialization
 	// time to prevent it from happening at runtime later due to I/O.
 	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
 		t.testEmbeddedByValue()
 	}
-	s.RegisterService(&Admin_ServiceDesc, srv)
+	s.RegisterService(&AdminService_ServiceDesc, srv)
 }
 
-func _Admin_ListFactors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _AdminService_ListFactors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListFactorsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServer).ListFactors(ctx, in)
+		return srv.(AdminServiceServer).ListFactors(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Admin_ListFactors_FullMethodName,
+		FullMethod: AdminService_ListFactors_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServer).ListFactors(ctx, req.(*ListFactorsRequest))
+		return srv.(AdminServiceServer).ListFactors(ctx, req.(*ListFactorsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Admin_DeleteFactor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _AdminService_DeleteFactor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteFactorRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServer).DeleteFactor(ctx, in)
+		return srv.(AdminServiceServer).DeleteFactor(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Admin_DeleteFactor_FullMethodName,
+		FullMethod: AdminService_DeleteFactor_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServer).DeleteFactor(ctx, req.(*DeleteFactorRequest))
+		return srv.(AdminServiceServer).DeleteFactor(ctx, req.(*DeleteFactorRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Admin_ResetUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _AdminService_ResetUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResetUserRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServer).ResetUser(ctx, in)
+		return srv.(AdminServiceServer).ResetUser(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Admin_ResetUser_FullMethodName,
+		FullMethod: AdminService_ResetUser_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServer).ResetUser(ctx, req.(*ResetUserRequest))
+		return srv.(AdminServiceServer).ResetUser(ctx, req.(*ResetUserRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Admin_UnlockUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _AdminService_UnlockUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(UnlockUserRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServer).UnlockUser(ctx, in)
+		return srv.(AdminServiceServer).UnlockUser(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Admin_UnlockUser_FullMethodName,
+		FullMethod: AdminService_UnlockUser_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServer).UnlockUser(ctx, req.(*UnlockUserRequest))
+		return srv.(AdminServiceServer).UnlockUser(ctx, req.(*UnlockUserRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Admin_IssueActivationCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _AdminService_IssueActivationCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(IssueActivationCodeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServer).IssueActivationCode(ctx, in)
+		return srv.(AdminServiceServer).IssueActivationCode(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Admin_IssueActivationCode_FullMethodName,
+		FullMethod: AdminService_IssueActivationCode_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServer).IssueActivationCode(ctx, req.(*IssueActivationCodeRequest))
+		return srv.(AdminServiceServer).IssueActivationCode(ctx, req.(*IssueActivationCodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Admin_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _AdminService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditEventsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServer).ListAuditEvents(ctx, in)
+		return srv.(AdminServiceServer).ListAuditEvents(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Admin_ListAuditEvents_FullMethodName,
+		FullMethod: AdminService_ListAuditEvents_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+		return srv.(AdminServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-// Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
+// AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
-var Admin_ServiceDesc = grpc.ServiceDesc{
-	ServiceName: "secondfactor.v1.Admin",
-	HandlerType: (*AdminServer)(nil),
+var AdminService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "secondfactor.v1.AdminService",
+	HandlerType: (*AdminServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
 			MethodName: "ListFactors",
-			Handler:    _Admin_ListFactors_Handler,
+			Handler:    _AdminService_ListFactors_Handler,
 		},
 		{
 			MethodName: "DeleteFactor",
-			Handler:    _Admin_DeleteFactor_Handler,
+			Handler:    _AdminService_DeleteFactor_Handler,
 		},
 		{
 			MethodName: "ResetUser",
-			Handler:    _Admin_ResetUser_Handler,
+			Handler:    _AdminService_ResetUser_Handler,
 		},
 		{
 			MethodName: "UnlockUser",
-			Handler:    _Admin_UnlockUser_Handler,
+			Handler:    _AdminService_UnlockUser_Handler,
 		},
 		{
 			MethodName: "IssueActivationCode",
-			Handler:    _Admin_IssueActivationCode_Handler,
+			Handler:    _AdminService_IssueActivationCode_Handler,
 		},
 		{
 			MethodName: "ListAuditEvents",
-			Handler:    _Admin_ListAuditEvents_Handler,
+			Handler:    _AdminService_ListAuditEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
