@@ -118,6 +118,9 @@ var (
 	ErrWrongCode = errors.New("wrong code")
 	// ErrDuplicate: a WebAuthn credential ID is already registered.
 	ErrDuplicate = errors.New("credential already registered")
+	// ErrUnavailable: the store cannot be reached now (connection refused,
+	// timeout); nothing is known to have changed and the caller may retry.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // Kind is the kind of a factor.
