@@ -31,7 +31,7 @@ func runUserShow(ctx context.Context, a *app, cmd *command, args []string) error
 		return err
 	}
 	defer c.Close()
-	cctx, cancel := c.call(ctx)
+	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	resp, err := sfv1.NewSecondFactorServiceClient(c).GetUser(cctx, &sfv1.GetUserRequest{UserId: pos[0]})
 	if err != nil {
@@ -98,7 +98,7 @@ func runEnrollCreate(ctx context.Context, a *app, cmd *command, args []string) e
 		return err
 	}
 	defer c.Close()
-	cctx, cancel := c.call(ctx)
+	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	resp, err := sfv1.NewSecondFactorServiceClient(c).CreateEnrollment(cctx, &sfv1.CreateEnrollmentRequest{
 		UserId: pos[0], DisplayName: *name, ReturnUrl: *returnURL, Proof: proof,
@@ -141,7 +141,7 @@ func runActivationIssue(ctx context.Context, a *app, cmd *command, args []string
 		return err
 	}
 	defer c.Close()
-	cctx, cancel := c.call(ctx)
+	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	resp, err := sfv1.NewAdminServiceClient(c).IssueActivationCode(cctx, &sfv1.IssueActivationCodeRequest{
 		UserId: pos[0], Reason: *reason,
@@ -201,7 +201,7 @@ func runVerify(ctx context.Context, a *app, cmd *command, args []string, verify 
 		return err
 	}
 	defer c.Close()
-	cctx, cancel := c.call(ctx)
+	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	verdict, retry, note, err := verify(cctx, sfv1.NewSecondFactorServiceClient(c), pos[0], pos[1], client)
 	if err != nil {

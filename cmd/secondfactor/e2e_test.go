@@ -133,17 +133,3 @@ func TestQuickstartAgainstRealServer(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// TestLoadgenAgainstRealServer runs a short load: every login accepted.
-func TestLoadgenAgainstRealServer(t *testing.T) {
-	env := startReal(t, time.Now)
-	r := runCLI(t, env, "", "loadgen", "webauthn", "-users", "3", "-concurrency", "2", "-requests", "20")
-	if r.code != 0 || !strings.Contains(r.stdout, "accepted    20, rejected 0, errors 0") {
-		t.Fatalf("loadgen: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-	}
-	// A wrong origin: the server refuses the keys, and loadgen fails.
-	r = runCLI(t, env, "", "loadgen", "webauthn", "-users", "1", "-requests", "3", "-origin", "http://localhost:9999")
-	if r.code == 0 {
-		t.Fatalf("loadgen with a wrong origin: exit 0\n%s", r.stdout)
-	}
-}

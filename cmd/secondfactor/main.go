@@ -16,6 +16,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/secondfactor/secondfactor/internal/client"
 )
 
 func main() {
@@ -38,13 +40,6 @@ type app struct {
 	stdinTTY bool // prompt on stderr before reading stdin
 
 	tokenSource string // where dial found the bearer token, for error hints
-}
-
-func (a *app) envOr(key, def string) string {
-	if v := a.getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 // command is one subcommand, "group verb".
@@ -141,21 +136,6 @@ accepted code is used up. Dashes, spaces and case do not matter. Wrong codes
 count towards the same lockout as TOTP codes. Needs the "portal" role.`,
 		run: runVerifyRecovery,
 	},
-	{
-		name: "loadgen webauthn", synopsis: "[-users N] [-concurrency N] [-duration D | -requests N] [-origin URL]",
-		summary: "measure a server with whole WebAuthn logins from software keys",
-		help: `Enrols -users test users (loadgen-<time>-<n>, PROOF_STRONG), each with a
-software security key, then sends whole WebAuthn logins (BeginWebAuthnLogin,
-sign, FinishWebAuthnLogin) from -concurrency workers for -duration or
--requests logins. Prints progress each second, then throughput and latency
-percentiles; exits 1 if any login failed or was rejected.
-
-Point it at a test deployment: it adds users to the store. -origin must be one
-of the server's -webauthn-origins, and the server's -webauthn-rp-id its host
-(the defaults of both match). The software keys sign in this process: on the
-server's own machine they share its CPU. Needs the "portal" role.`,
-		run: runLoadgen,
-	},
 }
 
 func (a *app) usage(w io.Writer) {
@@ -193,7 +173,7 @@ A caller for a remote server (add line 2 to its SECONDFACTOR_CALLERS):
 
 Errors go to stderr as "secondfactor: <gRPC code>: <message>", exit status 1;
 usage errors exit with status 2.
-`, defaultAddr, defaultTokenFile)
+`, client.DefaultAddr, client.DefaultTokenFile)
 }
 
 // usageError is bad command-line input: exit status 2.

@@ -10,8 +10,6 @@ import (
 	"flag"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -108,82 +106,6 @@ func TestParse(t *testing.T) {
 				if got := fs.Lookup(name).Value.String(); got != want {
 					t.Errorf("-%s = %q, want %q", name, got, want)
 				}
-			}
-		})
-	}
-}
-
-func TestUseTLS(t *testing.T) {
-	tests := []struct {
-		flags connFlags
-		want  bool
-	}{
-		{connFlags{addr: "127.0.0.1:7070"}, false},
-		{connFlags{addr: "127.8.9.10:7070"}, false},
-		{connFlags{addr: "[::1]:7070"}, false},
-		{connFlags{addr: "localhost:7070"}, false},
-		{connFlags{addr: "127.0.0.1:7070", forceTLS: true}, true},
-		{connFlags{addr: "127.0.0.1:7070", caFile: "ca.pem"}, true},
-		{connFlags{addr: "127.0.0.1:7070", serverName: "sf.example.com"}, true},
-		{connFlags{addr: "10.0.0.1:7070"}, true},
-		{connFlags{addr: "0.0.0.0:7070"}, true},
-		{connFlags{addr: "[::]:7070"}, true},
-		{connFlags{addr: "[::ffff:10.0.0.1]:7070"}, true},
-		{connFlags{addr: "localhost.example.com:7070"}, true},
-		{connFlags{addr: "sf.example.com:7070"}, true},
-		{connFlags{addr: "127.0.0.1"}, true}, // not host:port: never plaintext
-	}
-	for _, tt := range tests {
-		if got := tt.flags.useTLS(); got != tt.want {
-			t.Errorf("useTLS() with %+v = %v, want %v", tt.flags, got, tt.want)
-		}
-	}
-}
-
-func TestLoadToken(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "local-token")
-	if err := os.WriteFile(file, []byte("  file-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bad := filepath.Join(dir, "bad")
-	if err := os.WriteFile(bad, []byte("sec ret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name       string
-		env        map[string]string
-		file       string
-		wantToken  string
-		wantSource string
-		wantErr    bool
-	}{
-		{name: "env wins over the file", env: map[string]string{"SECONDFACTOR_TOKEN": " env-token\n"}, file: file,
-			wantToken: "env-token", wantSource: "SECONDFACTOR_TOKEN"},
-		{name: "file, trimmed", file: file, wantToken: "file-token", wantSource: file},
-		{name: "missing file", file: filepath.Join(dir, "nope"), wantErr: true},
-		{name: "no file", file: "", wantErr: true},
-		{name: "space inside", file: bad, wantErr: true},
-		{name: "control character", env: map[string]string{"SECONDFACTOR_TOKEN": "a\x01b"}, wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := &app{getenv: func(k string) string { return tt.env[k] }}
-			token, source, err := a.loadToken(tt.file)
-			if tt.wantErr {
-				if err == nil {
-					t.Fatalf("loadToken: token %q, want an error", token)
-				}
-				if strings.Contains(err.Error(), "sec ret") || strings.Contains(err.Error(), "a\x01b") {
-					t.Errorf("error %q shows the token", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if token != tt.wantToken || source != tt.wantSource {
-				t.Errorf("loadToken = %q from %q, want %q from %q", token, source, tt.wantToken, tt.wantSource)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
+	"github.com/secondfactor/secondfactor/internal/client"
 )
 
 // codeAttempts is how many codes an interactive enrolment reads before it
@@ -48,7 +49,7 @@ func runTOTPEnroll(ctx context.Context, a *app, cmd *command, args []string) err
 	}
 	defer c.Close()
 	client := sfv1.NewSecondFactorServiceClient(c)
-	cctx, cancel := c.call(ctx)
+	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	p, err := client.BeginTOTPEnrollment(cctx, &sfv1.BeginTOTPEnrollmentRequest{
 		EnrollmentToken: *token, Name: *name, ActivationCode: *activation,
@@ -96,7 +97,7 @@ func runTOTPFinish(ctx context.Context, a *app, cmd *command, args []string) err
 }
 
 // finishTOTP dials and confirms a pending factor.
-func (a *app) finishTOTP(ctx context.Context, cf *connFlags, token, factorID, code string) error {
+func (a *app) finishTOTP(ctx context.Context, cf *client.Target, token, factorID, code string) error {
 	c, err := a.dial(cf)
 	if err != nil {
 		return err
@@ -108,7 +109,7 @@ func (a *app) finishTOTP(ctx context.Context, cf *connFlags, token, factorID, co
 // confirmTOTP calls FinishTOTPEnrollment with code, or with a code read from
 // stdin when code is empty; on a terminal it asks again when the server
 // rejects the code as invalid, up to codeAttempts times.
-func (a *app) confirmTOTP(ctx context.Context, c *conn, token, factorID, code string) error {
+func (a *app) confirmTOTP(ctx context.Context, c *client.Conn, token, factorID, code string) error {
 	client := sfv1.NewSecondFactorServiceClient(c)
 	fromStdin := code == ""
 	for attempt := 1; ; attempt++ {
@@ -118,7 +119,7 @@ func (a *app) confirmTOTP(ctx context.Context, c *conn, token, factorID, code st
 				return err
 			}
 		}
-		cctx, cancel := c.call(ctx)
+		cctx, cancel := c.Call(ctx)
 		resp, err := client.FinishTOTPEnrollment(cctx, &sfv1.FinishTOTPEnrollmentRequest{
 			EnrollmentToken: token, FactorId: factorID, Code: code,
 		})

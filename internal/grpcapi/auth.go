@@ -65,9 +65,9 @@ var methodRoles = map[string]Role{
 	sfv1.AdminService_UnlockUser_FullMethodName:                        RoleAdmin,
 	sfv1.AdminService_IssueActivationCode_FullMethodName:               RoleAdmin,
 	sfv1.AdminService_ListAuditEvents_FullMethodName:                   RoleAdmin,
-	"/grpc.health.v1.Health/Check":                              rolePublic,
-	"/grpc.health.v1.Health/Watch":                              rolePublic,
-	"/grpc.health.v1.Health/List":                               rolePublic,
+	"/grpc.health.v1.Health/Check":                                     rolePublic,
+	"/grpc.health.v1.Health/Watch":                                     rolePublic,
+	"/grpc.health.v1.Health/List":                                      rolePublic,
 }
 
 // Callers maps bearer token hashes to callers.

@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
+	"github.com/secondfactor/secondfactor/internal/client"
 	"github.com/secondfactor/secondfactor/internal/webauthntest"
 )
 
-// runLoadgen measures a server with whole WebAuthn logins: it enrols
+// runWebAuthn measures a server with whole WebAuthn logins: it enrols
 // -users test users, each with a software security key (PROOF_STRONG), then
 // for -duration (or -requests logins) runs -concurrency workers, each doing
 // BeginWebAuthnLogin, signing, FinishWebAuthnLogin. Every login is valid,
@@ -20,35 +23,49 @@ import (
 // challenge, take it, read the user, verify the signature, advance the sign
 // count. It prints progress each second and, at the end, the throughput and
 // latency percentiles.
-func runLoadgen(ctx context.Context, a *app, cmd *command, args []string) error {
-	fs := a.flagSet(cmd)
-	cf := a.addConnFlags(fs)
+func runWebAuthn(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("secondfactor-loadgen webauthn", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var target client.Target
+	target.AddFlags(fs, getenv)
 	users := fs.Int("users", 50, "test `users` to enrol (loadgen-<run>-<n>)")
 	concurrency := fs.Int("concurrency", 8, "`workers` sending logins at once")
 	duration := fs.Duration("duration", 10*time.Second, "how long to send logins")
 	requests := fs.Int("requests", 0, "stop after this many logins (0: run for -duration)")
 	origin := fs.String("origin", "http://localhost:7080", "page `origin` the software keys sign for: one of the server's -webauthn-origins")
-	if _, err := parse(fs, args); err != nil {
-		return err
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return errUsage
+	}
+	bad := func(format string, args ...any) error {
+		fmt.Fprintf(stderr, "secondfactor-loadgen webauthn: "+format+"\n", args...)
+		return errUsage
 	}
 	switch {
+	case fs.NArg() > 0:
+		return bad("unexpected argument %q (flags only)", fs.Arg(0))
 	case *users < 1 || *users > 100000:
-		return usageErrorf("-users %d: want 1 to 100000", *users)
+		return bad("-users %d: want 1 to 100000", *users)
 	case *concurrency < 1 || *concurrency > 1024:
-		return usageErrorf("-concurrency %d: want 1 to 1024", *concurrency)
+		return bad("-concurrency %d: want 1 to 1024", *concurrency)
 	case *duration <= 0 || *duration > time.Hour:
-		return usageErrorf("-duration %s: want up to 1h", *duration)
+		return bad("-duration %s: want up to 1h", *duration)
 	case *requests < 0:
-		return usageErrorf("-requests %d: want 0 or more", *requests)
+		return bad("-requests %d: want 0 or more", *requests)
 	}
-	c, err := a.dial(cf)
+	if err := target.Check(); err != nil {
+		return bad("%v", err)
+	}
+	c, err := client.Dial(target, getenv, "secondfactor-loadgen")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	client := sfv1.NewSecondFactorServiceClient(c)
+	api := sfv1.NewSecondFactorServiceClient(c)
 	call := func(fn func(ctx context.Context) error) error {
-		cctx, cancel := c.call(ctx)
+		cctx, cancel := c.Call(ctx)
 		defer cancel()
 		return fn(cctx)
 	}
@@ -60,15 +77,15 @@ func runLoadgen(ctx context.Context, a *app, cmd *command, args []string) error 
 		key *webauthntest.Authenticator
 	}
 	pool := make([]user, *users)
-	fmt.Fprintf(a.stderr, "loadgen: enrolling %d users (loadgen-%s-N) with software keys for %s\n", *users, run, *origin)
+	fmt.Fprintf(stderr, "loadgen: enrolling %d users (loadgen-%s-N) with software keys for %s\n", *users, run, *origin)
 	for i := range pool {
 		u := user{id: fmt.Sprintf("loadgen-%s-%d", run, i), key: webauthntest.New()}
 		err := call(func(ctx context.Context) error {
-			ce, err := client.CreateEnrollment(ctx, &sfv1.CreateEnrollmentRequest{UserId: u.id, Proof: sfv1.Proof_PROOF_STRONG})
+			ce, err := api.CreateEnrollment(ctx, &sfv1.CreateEnrollmentRequest{UserId: u.id, Proof: sfv1.Proof_PROOF_STRONG})
 			if err != nil {
 				return err
 			}
-			b, err := client.BeginWebAuthnRegistration(ctx, &sfv1.BeginWebAuthnRegistrationRequest{EnrollmentToken: ce.GetToken(), Name: "loadgen key"})
+			b, err := api.BeginWebAuthnRegistration(ctx, &sfv1.BeginWebAuthnRegistrationRequest{EnrollmentToken: ce.GetToken(), Name: "loadgen key"})
 			if err != nil {
 				return err
 			}
@@ -76,7 +93,7 @@ func runLoadgen(ctx context.Context, a *app, cmd *command, args []string) error 
 			if err != nil {
 				return fmt.Errorf("software key: %w", err)
 			}
-			_, err = client.FinishWebAuthnRegistration(ctx, &sfv1.FinishWebAuthnRegistrationRequest{EnrollmentToken: ce.GetToken(), CredentialJson: string(cred)})
+			_, err = api.FinishWebAuthnRegistration(ctx, &sfv1.FinishWebAuthnRegistrationRequest{EnrollmentToken: ce.GetToken(), CredentialJson: string(cred)})
 			return err
 		})
 		if err != nil {
@@ -114,7 +131,7 @@ func runLoadgen(ctx context.Context, a *app, cmd *command, args []string) error 
 				t0 := time.Now()
 				var verdict sfv1.Verdict
 				err := call(func(ctx context.Context) error {
-					b, err := client.BeginWebAuthnLogin(ctx, &sfv1.BeginWebAuthnLoginRequest{UserId: u.id})
+					b, err := api.BeginWebAuthnLogin(ctx, &sfv1.BeginWebAuthnLoginRequest{UserId: u.id})
 					if err != nil {
 						return err
 					}
@@ -122,7 +139,7 @@ func runLoadgen(ctx context.Context, a *app, cmd *command, args []string) error 
 					if err != nil {
 						return fmt.Errorf("software key: %w", err)
 					}
-					r, err := client.FinishWebAuthnLogin(ctx, &sfv1.FinishWebAuthnLoginRequest{ChallengeId: b.GetChallengeId(), AssertionJson: string(assertion)})
+					r, err := api.FinishWebAuthnLogin(ctx, &sfv1.FinishWebAuthnLoginRequest{ChallengeId: b.GetChallengeId(), AssertionJson: string(assertion)})
 					verdict = r.GetVerdict()
 					return err
 				})
@@ -152,7 +169,7 @@ func runLoadgen(ctx context.Context, a *app, cmd *command, args []string) error 
 		select {
 		case <-progress.C:
 			el := time.Since(start)
-			fmt.Fprintf(a.stderr, "loadgen: %5.1fs  %d logins  %.0f/s  %d errors  %d rejected\n",
+			fmt.Fprintf(stderr, "loadgen: %5.1fs  %d logins  %.0f/s  %d errors  %d rejected\n",
 				el.Seconds(), done.Load(), float64(done.Load())/el.Seconds(), failed.Load(), rejected.Load())
 		case <-finished:
 			waiting = false
@@ -168,13 +185,13 @@ func runLoadgen(ctx context.Context, a *app, cmd *command, args []string) error 
 		}
 		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
 	}
-	fmt.Fprintf(a.stdout, "logins      %d in %s with %d workers over %d users\n", done.Load(), elapsed.Round(time.Millisecond), *concurrency, *users)
-	fmt.Fprintf(a.stdout, "throughput  %.0f logins/s (each: BeginWebAuthnLogin + FinishWebAuthnLogin)\n", float64(done.Load())/elapsed.Seconds())
-	fmt.Fprintf(a.stdout, "accepted    %d, rejected %d, errors %d\n", len(latencies), rejected.Load(), failed.Load())
-	fmt.Fprintf(a.stdout, "latency     p50 %s  p90 %s  p99 %s  max %s (accepted logins, client side)\n",
+	fmt.Fprintf(stdout, "logins      %d in %s with %d workers over %d users\n", done.Load(), elapsed.Round(time.Millisecond), *concurrency, *users)
+	fmt.Fprintf(stdout, "throughput  %.0f logins/s (each: BeginWebAuthnLogin + FinishWebAuthnLogin)\n", float64(done.Load())/elapsed.Seconds())
+	fmt.Fprintf(stdout, "accepted    %d, rejected %d, errors %d\n", len(latencies), rejected.Load(), failed.Load())
+	fmt.Fprintf(stdout, "latency     p50 %s  p90 %s  p99 %s  max %s (accepted logins, client side)\n",
 		pct(0.50).Round(time.Microsecond), pct(0.90).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
 	if firstErr != nil {
-		fmt.Fprintf(a.stderr, "loadgen: first error: %v\n", firstErr)
+		fmt.Fprintf(stderr, "loadgen: first error: %v\n", firstErr)
 	}
 	if failed.Load() > 0 || rejected.Load() > 0 {
 		return errFailed
