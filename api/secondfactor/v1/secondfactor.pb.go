@@ -5,8 +5,8 @@
 // support staff call AdminService (role "admin") through the
 // `secondfactor` CLI.
 //
-// Authentication: every call carries `authorization: Bearer <token>` metadata
-// (or a TLS client certificate mapped to a caller). A missing or unknown token
+// Authentication: every call carries `authorization: Bearer <token>` metadata.
+// A missing or unknown token
 // is UNAUTHENTICATED, a caller without the method's role PERMISSION_DENIED.
 //
 // Errors: malformed input is INVALID_ARGUMENT and the message names the field
@@ -346,7 +346,7 @@ func (x *Factor) GetLastUsedAt() *timestamppb.Timestamp {
 }
 
 // ClientInfo describes the end user's browser, as seen by the portal. It is
-// recorded in the audit trail and used for per-source limits.
+// checked (a valid IP address, a bounded User-Agent) and logged.
 type ClientInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user's IP address (IPv4 or IPv6), as the portal received it.

@@ -5,8 +5,8 @@
 // support staff call AdminService (role "admin") through the
 // `secondfactor` CLI.
 //
-// Authentication: every call carries `authorization: Bearer <token>` metadata
-// (or a TLS client certificate mapped to a caller). A missing or unknown token
+// Authentication: every call carries `authorization: Bearer <token>` metadata.
+// A missing or unknown token
 // is UNAUTHENTICATED, a caller without the method's role PERMISSION_DENIED.
 //
 // Errors: malformed input is INVALID_ARGUMENT and the message names the field
@@ -103,8 +103,10 @@ type SecondFactorServiceClient interface {
 	// PROOF_EXISTING_FACTOR, which it completes.
 	RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error)
 	// CreateVerification returns a link to the hosted verification page.
+	// Not implemented yet: answers UNIMPLEMENTED.
 	CreateVerification(ctx context.Context, in *CreateVerificationRequest, opts ...grpc.CallOption) (*CreateVerificationResponse, error)
 	// RedeemVerification exchanges the one-time result of a hosted verification.
+	// Not implemented yet: answers UNIMPLEMENTED.
 	RedeemVerification(ctx context.Context, in *RedeemVerificationRequest, opts ...grpc.CallOption) (*RedeemVerificationResponse, error)
 }
 
@@ -298,8 +300,10 @@ type SecondFactorServiceServer interface {
 	// PROOF_EXISTING_FACTOR, which it completes.
 	RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error)
 	// CreateVerification returns a link to the hosted verification page.
+	// Not implemented yet: answers UNIMPLEMENTED.
 	CreateVerification(context.Context, *CreateVerificationRequest) (*CreateVerificationResponse, error)
 	// RedeemVerification exchanges the one-time result of a hosted verification.
+	// Not implemented yet: answers UNIMPLEMENTED.
 	RedeemVerification(context.Context, *RedeemVerificationRequest) (*RedeemVerificationResponse, error)
 	mustEmbedUnimplementedSecondFactorServiceServer()
 }
@@ -683,17 +687,17 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AdminService is called by administrators (role "admin"), usually through the
-// `secondfactor` CLI. Every change is written to the audit trail with the
-// caller's name.
+// `secondfactor` CLI. Every change needs a reason and is logged with the
+// caller's name. Methods marked "not implemented yet" answer UNIMPLEMENTED.
 type AdminServiceClient interface {
-	// ListFactors lists a user's confirmed factors.
+	// ListFactors lists a user's confirmed factors. Not implemented yet.
 	ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error)
-	// DeleteFactor removes one factor of a user.
+	// DeleteFactor removes one factor of a user. Not implemented yet.
 	DeleteFactor(ctx context.Context, in *DeleteFactorRequest, opts ...grpc.CallOption) (*DeleteFactorResponse, error)
 	// ResetUser removes all factors, recovery codes, sessions and pending
-	// challenges of a user in one step.
+	// challenges of a user in one step. Not implemented yet.
 	ResetUser(ctx context.Context, in *ResetUserRequest, opts ...grpc.CallOption) (*ResetUserResponse, error)
-	// UnlockUser clears a user's failed-attempt lock.
+	// UnlockUser clears a user's failed-attempt lock. Not implemented yet.
 	UnlockUser(ctx context.Context, in *UnlockUserRequest, opts ...grpc.CallOption) (*UnlockUserResponse, error)
 	// IssueActivationCode issues the out-of-band code that lets a
 	// password-only enrolment session enrol a user's first factor. Call it only
@@ -701,7 +705,7 @@ type AdminServiceClient interface {
 	// once, here, and stored only as a hash; issuing a new code replaces the
 	// previous one.
 	IssueActivationCode(ctx context.Context, in *IssueActivationCodeRequest, opts ...grpc.CallOption) (*IssueActivationCodeResponse, error)
-	// ListAuditEvents reads the audit trail.
+	// ListAuditEvents reads the audit trail. Not implemented yet.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
@@ -778,17 +782,17 @@ func (c *adminServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditE
 // for forward compatibility.
 //
 // AdminService is called by administrators (role "admin"), usually through the
-// `secondfactor` CLI. Every change is written to the audit trail with the
-// caller's name.
+// `secondfactor` CLI. Every change needs a reason and is logged with the
+// caller's name. Methods marked "not implemented yet" answer UNIMPLEMENTED.
 type AdminServiceServer interface {
-	// ListFactors lists a user's confirmed factors.
+	// ListFactors lists a user's confirmed factors. Not implemented yet.
 	ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error)
-	// DeleteFactor removes one factor of a user.
+	// DeleteFactor removes one factor of a user. Not implemented yet.
 	DeleteFactor(context.Context, *DeleteFactorRequest) (*DeleteFactorResponse, error)
 	// ResetUser removes all factors, recovery codes, sessions and pending
-	// challenges of a user in one step.
+	// challenges of a user in one step. Not implemented yet.
 	ResetUser(context.Context, *ResetUserRequest) (*ResetUserResponse, error)
-	// UnlockUser clears a user's failed-attempt lock.
+	// UnlockUser clears a user's failed-attempt lock. Not implemented yet.
 	UnlockUser(context.Context, *UnlockUserRequest) (*UnlockUserResponse, error)
 	// IssueActivationCode issues the out-of-band code that lets a
 	// password-only enrolment session enrol a user's first factor. Call it only
@@ -796,7 +800,7 @@ type AdminServiceServer interface {
 	// once, here, and stored only as a hash; issuing a new code replaces the
 	// previous one.
 	IssueActivationCode(context.Context, *IssueActivationCodeRequest) (*IssueActivationCodeResponse, error)
-	// ListAuditEvents reads the audit trail.
+	// ListAuditEvents reads the audit trail. Not implemented yet.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
