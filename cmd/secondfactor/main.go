@@ -204,34 +204,42 @@ func (a *app) run(ctx context.Context, args []string) int {
 		fmt.Fprintf(a.stderr, "secondfactor: flags go after the command, as in: secondfactor user show -addr host:port USER_ID\n")
 		return 2
 	}
-	var cmd *command
+	cmd := a.find(args)
+	if cmd == nil {
+		return 2
+	}
+	return a.exitStatus(cmd, cmd.run(ctx, a, cmd, args[2:]))
+}
+
+// find returns the command that args name, or prints why none and returns
+// nil.
+func (a *app) find(args []string) *command {
 	var verbs []string
 	for _, c := range commands {
 		group, verb, _ := strings.Cut(c.name, " ")
 		if group != args[0] {
 			continue
 		}
-		verbs = append(verbs, verb)
 		if len(args) > 1 && args[1] == verb {
-			cmd = c
+			return c
 		}
+		verbs = append(verbs, verb)
 	}
-	switch {
-	case len(verbs) == 0:
+	if len(verbs) == 0 {
 		fmt.Fprintf(a.stderr, "secondfactor: unknown command %q\nRun \"secondfactor -h\" for the commands.\n", args[0])
-		return 2
-	case cmd == nil:
+	} else {
 		fmt.Fprintf(a.stderr, "secondfactor: %s wants one of: %s\nRun \"secondfactor -h\" for the commands.\n",
 			args[0], strings.Join(verbs, ", "))
-		return 2
 	}
+	return nil
+}
 
-	err := cmd.run(ctx, a, cmd, args[2:])
+// exitStatus prints what err says, if the command has not, and returns the
+// exit status: 0 success, 1 failure, 2 bad usage.
+func (a *app) exitStatus(cmd *command, err error) int {
 	var ue *usageError
 	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errFailed):
 		return 1
@@ -283,34 +291,7 @@ func (a *app) flagSet(cmd *command) *flag.FlagSet {
 // ("--" ends the flags), and checks there are exactly len(names) positional
 // arguments, none empty.
 func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		arg := args[i]
-		if arg == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if len(arg) < 2 || arg[0] != '-' {
-			pos = append(pos, arg)
-			continue
-		}
-		flags = append(flags, arg)
-		name := strings.TrimLeft(arg, "-")
-		if strings.Contains(name, "=") {
-			continue
-		}
-		f := fs.Lookup(name)
-		if f == nil {
-			continue // fs.Parse reports it
-		}
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-			continue
-		}
-		if i+1 < len(args) {
-			i++
-			flags = append(flags, args[i])
-		}
-	}
+	flags, pos := splitArgs(fs, args)
 	if err := fs.Parse(flags); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -329,6 +310,41 @@ func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
 		}
 	}
 	return pos, nil
+}
+
+// splitArgs separates flags (with their values) from positional arguments.
+func splitArgs(fs *flag.FlagSet, args []string) (flags, pos []string) {
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			return flags, append(pos, args[i+1:]...)
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			pos = append(pos, arg)
+			continue
+		}
+		flags = append(flags, arg)
+		if takesValue(fs, arg) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return flags, pos
+}
+
+// takesValue reports whether arg is a flag of fs written without "=" whose
+// value is the next argument (a known, non-boolean flag).
+func takesValue(fs *flag.FlagSet, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return false // fs.Parse reports it
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
 }
 
 // required checks that the named string flags were given a non-blank value.

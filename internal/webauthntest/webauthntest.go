@@ -170,8 +170,17 @@ func (a *Authenticator) Get(optionsJSON []byte, origin string) ([]byte, error) {
 	return a.GetWith(optionsJSON, origin, Tamper{})
 }
 
-// CreateWith is Create with the alterations in t.
-func (a *Authenticator) CreateWith(optionsJSON []byte, origin string, t Tamper) ([]byte, error) {
+// creation is what CreateWith reads of the creation options.
+type creation struct {
+	rpID       string
+	challenge  string
+	userHandle []byte
+	exclude    []descriptor
+	credProps  bool
+}
+
+// parseCreation reads and checks creation options as a browser would.
+func parseCreation(optionsJSON []byte, origin string) (creation, error) {
 	var opts struct {
 		RP struct {
 			ID string `json:"id"`
@@ -190,19 +199,19 @@ func (a *Authenticator) CreateWith(optionsJSON []byte, origin string, t Tamper) 
 		} `json:"extensions"`
 	}
 	if err := parseOptions(optionsJSON, &opts); err != nil {
-		return nil, err
+		return creation{}, err
 	}
 	challenge, err := canonicalChallenge(opts.Challenge)
 	if err != nil {
-		return nil, err
+		return creation{}, err
 	}
 	rpID, err := rpIDOrOriginHost(opts.RP.ID, origin)
 	if err != nil {
-		return nil, err
+		return creation{}, err
 	}
 	userHandle, err := decodeB64(opts.User.ID)
 	if err != nil || len(userHandle) == 0 || len(userHandle) > 64 {
-		return nil, fmt.Errorf("webauthntest: user.id must be base64url of 1 to 64 bytes (TypeError)")
+		return creation{}, fmt.Errorf("webauthntest: user.id must be base64url of 1 to 64 bytes (TypeError)")
 	}
 	// An empty list means the client's default (ES256 and RS256).
 	supported := len(opts.PubKeyCredParams) == 0
@@ -212,60 +221,81 @@ func (a *Authenticator) CreateWith(optionsJSON []byte, origin string, t Tamper) 
 		}
 	}
 	if !supported {
-		return nil, ErrNotSupported
+		return creation{}, ErrNotSupported
 	}
+	return creation{rpID: rpID, challenge: challenge, userHandle: userHandle,
+		exclude: opts.ExcludeCredentials, credProps: opts.Extensions.CredProps}, nil
+}
 
-	a.mu.Lock()
-	defer a.mu.Unlock()
-
-	for _, d := range opts.ExcludeCredentials {
-		if c := a.find(d, rpID); c != nil {
-			return nil, ErrExcluded
-		}
-	}
-
-	var c *credential
+// newCredential makes the credential of a registration: a new key pair or,
+// with t.CredentialID, an existing credential registered again (ID and key),
+// as a misbehaving or malicious authenticator could. a.mu is held.
+func (a *Authenticator) newCredential(cr creation, t Tamper) (*credential, error) {
 	if t.CredentialID != nil {
-		// Register an existing credential again (ID and key), as a
-		// misbehaving or malicious authenticator could.
 		for _, have := range a.creds {
 			if bytes.Equal(have.id, t.CredentialID) {
-				c = have
+				return have, nil
 			}
 		}
-		if c == nil {
-			return nil, ErrNoCredential
-		}
-	} else {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		c = &credential{id: make([]byte, credentialIDLen), key: key, rpID: rpID, userHandle: userHandle}
-		if _, err := rand.Read(c.id); err != nil {
-			return nil, err
-		}
+		return nil, ErrNoCredential
 	}
-	key := c.key
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	c := &credential{id: make([]byte, credentialIDLen), key: key, rpID: cr.rpID, userHandle: cr.userHandle}
+	if _, err := rand.Read(c.id); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// coseKey encodes an ECDSA P-256 public key as a COSE_Key (RFC 9052 §7,
+// RFC 9053 §7.1.1), keys in canonical order.
+func coseKey(key *ecdsa.PrivateKey) ([]byte, error) {
 	point, err := key.PublicKey.Bytes() // 0x04 || x (32 bytes) || y (32 bytes)
 	if err != nil {
 		return nil, err
 	}
-	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-
-	// COSE_Key (RFC 9052 §7, RFC 9053 §7.1.1), keys in canonical order.
 	cose := cborMapHeader(nil, 5)
 	cose = cborInt(cborInt(cose, 1), 2)                   // kty: EC2
 	cose = cborInt(cborInt(cose, 3), coseAlgES256)        // alg: ES256
 	cose = cborInt(cborInt(cose, -1), 1)                  // crv: P-256
 	cose = cborByteString(cborInt(cose, -2), point[1:33]) // x
 	cose = cborByteString(cborInt(cose, -3), point[33:])  // y
+	return cose, nil
+}
+
+// CreateWith is Create with the alterations in t.
+func (a *Authenticator) CreateWith(optionsJSON []byte, origin string, t Tamper) ([]byte, error) {
+	cr, err := parseCreation(optionsJSON, origin)
+	if err != nil {
+		return nil, err
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+
+	for _, d := range cr.exclude {
+		if c := a.find(d, cr.rpID); c != nil {
+			return nil, ErrExcluded
+		}
+	}
+	c, err := a.newCredential(cr, t)
+	if err != nil {
+		return nil, err
+	}
+	cose, err := coseKey(c.key)
+	if err != nil {
+		return nil, err
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&c.key.PublicKey)
+	if err != nil {
+		return nil, err
+	}
 
 	// Authenticator data (§6.1) with attested credential data (§6.5.2).
-	authData := a.authData(rpID, t, flagAT, c.signCount)
+	authData := a.authData(cr.rpID, t, flagAT, c.signCount)
 	authData = append(authData, a.AAGUID[:]...)
 	authData = binary.BigEndian.AppendUint16(authData, uint16(len(c.id)))
 	authData = append(authData, c.id...)
@@ -277,13 +307,13 @@ func (a *Authenticator) CreateWith(optionsJSON []byte, origin string, t Tamper) 
 	attObj = cborMapHeader(cborTextString(attObj, "attStmt"), 0)
 	attObj = cborByteString(cborTextString(attObj, "authData"), authData)
 
-	clientData, err := clientDataJSON(orDefault(t.ClientDataType, "webauthn.create"), challenge, origin)
+	clientData, err := clientDataJSON(orDefault(t.ClientDataType, "webauthn.create"), cr.challenge, origin)
 	if err != nil {
 		return nil, err
 	}
 
 	extensions := map[string]any{}
-	if opts.Extensions.CredProps {
+	if cr.credProps {
 		extensions["credProps"] = map[string]bool{"rk": true}
 	}
 	transports := a.Transports
