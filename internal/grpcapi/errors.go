@@ -15,9 +15,11 @@ import (
 var (
 	errUnauthenticated  = errors.New("unauthenticated")
 	errPermissionDenied = errors.New("permission denied")
+	errUndecodable      = errors.New("undecodable request")
 )
 
-// edgeError is a refusal decided at the gRPC edge (authentication, roles): its kind, the message the caller sees and, apart from it, a
+// edgeError is a refusal decided at the gRPC edge (authentication, roles,
+// decoding): its kind, the message the caller sees and, apart from it, a
 // cause for the log.
 type edgeError struct {
 	kind   error
@@ -64,6 +66,7 @@ var errorKinds = []struct {
 	{mfa.ErrUnavailable, codes.Unavailable, "the store is unavailable: retry"},
 	{errUnauthenticated, codes.Unauthenticated, "unauthenticated"},
 	{errPermissionDenied, codes.PermissionDenied, "permission denied"},
+	{errUndecodable, codes.InvalidArgument, "undecodable request"},
 }
 
 // toStatus translates an error into the gRPC status the caller sees. It is

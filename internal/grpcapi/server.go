@@ -54,12 +54,14 @@ func New(o Options) *Server {
 	if o.Metrics != nil {
 		o.Metrics.MustRegister(l.rpcs)
 	}
+	c := newCodec()
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(o.MaxRequestBytes),
+		grpc.ForceServerCodecV2(c),
 		// The logger is outermost: it sees every outcome, maps it with
 		// toStatus and writes the call's one log line.
-		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth),
-		grpc.ChainStreamInterceptor(l.stream, o.Callers.streamAuth),
+		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth, c.checkDecoded),
+		grpc.ChainStreamInterceptor(l.stream, o.Callers.streamAuth, c.checkDecodedStream),
 		grpc.ConnectionTimeout(10 * time.Second),
 	}
 	if o.TLS != nil {
