@@ -3,6 +3,7 @@ package mfa_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -71,6 +72,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		rp = p
 	}
 	clk := newClock()
+	// Secrets from a seeded generator: every run draws the same TOTP keys
+	// and codes, so no test can pass or fail by the chance of a random code.
+	seed := [32]byte{'m', 'f', 'a'}
 	svc, err := mfa.New(mfa.Options{
 		Store: store, Ring: ring, RP: rp, Policy: o.policy, Limits: limits,
 		TOTP:              totp.Params{Algorithm: totp.SHA1, Digits: 6, Period: period},
@@ -79,6 +83,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		ActivationTTL:     activationTTL,
 		FreshVerification: freshVerification,
 		Now:               clk.Now,
+		Rand:              rand.NewChaCha8(seed),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +160,18 @@ func (e *env) wrongCode(t *testing.T, u enrolled) string {
 			return c
 		}
 	}
+}
+
+// inWindow reports whether code is u's code for a step the service accepts
+// at the clock's time.
+func (e *env) inWindow(t *testing.T, u enrolled, code string) bool {
+	t.Helper()
+	for off := int64(-1); off <= 1; off++ {
+		if e.code(t, u, off) == code {
+			return true
+		}
+	}
+	return false
 }
 
 // verify checks a TOTP code and fails the test on an error.
