@@ -12,6 +12,7 @@ type FieldError struct {
 	Problem string
 }
 
+// Error returns "field: problem", the text the caller sees.
 func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
 
 func badField(field, format string, args ...any) error {
@@ -89,10 +90,14 @@ const (
 type Error struct {
 	// Kind is one of the package's sentinels: ErrRefused, ErrLocked,
 	// ErrNotFound, ErrConflict, ErrWrongCode, ErrDuplicate, ErrUnavailable.
-	Kind    error
-	Reason  Reason
+	Kind error
+	// Reason names the rule that refused.
+	Reason Reason
+	// Message says what was refused and what to do, to the caller.
 	Message string
-	Cause   error // may be nil
+	// Cause is what the flows were told underneath (a store's error), for
+	// the log only; nil if none.
+	Cause error
 }
 
 // Error returns the message, followed by the cause if there is one: the
