@@ -9,9 +9,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
 	"github.com/secondfactor/secondfactor/internal/secret"
@@ -110,11 +108,12 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 }
 
 // authorize authenticates the bearer token of a call and checks the role
-// its method declares.
+// its method declares. Its refusals are edge errors that toStatus maps to
+// Unauthenticated or PermissionDenied; they never repeat the token.
 func (cs Callers) authorize(ctx context.Context, method string) (context.Context, error) {
 	role, declared := methodRoles[method]
 	if !declared {
-		return nil, status.Error(codes.PermissionDenied, "method is not open to any caller")
+		return nil, &edgeError{kind: errPermissionDenied, reason: "method-not-declared", msg: "method is not open to any caller"}
 	}
 	if role == rolePublic {
 		return ctx, nil
@@ -122,18 +121,18 @@ func (cs Callers) authorize(ctx context.Context, method string) (context.Context
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) != 1 {
-		return nil, status.Error(codes.Unauthenticated, "missing bearer token: send metadata 'authorization: Bearer <token>'")
+		return nil, &edgeError{kind: errUnauthenticated, reason: "missing-bearer-token", msg: "missing bearer token: send metadata 'authorization: Bearer <token>'"}
 	}
 	tok, ok := strings.CutPrefix(vals[0], "Bearer ")
 	if !ok || tok == "" {
-		return nil, status.Error(codes.Unauthenticated, "authorization metadata must be 'Bearer <token>'")
+		return nil, &edgeError{kind: errUnauthenticated, reason: "malformed-authorization", msg: "authorization metadata must be 'Bearer <token>'"}
 	}
 	c, ok := cs[secret.Hash(tok)]
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "unknown bearer token")
+		return nil, &edgeError{kind: errUnauthenticated, reason: "unknown-bearer-token", msg: "unknown bearer token"}
 	}
 	if !c.has(role) {
-		return nil, status.Errorf(codes.PermissionDenied, "caller %q lacks role %q", c.Name, role)
+		return nil, &edgeError{kind: errPermissionDenied, reason: "missing-role", msg: fmt.Sprintf("caller %q lacks role %q", c.Name, role)}
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
 }

@@ -2,10 +2,7 @@ package grpcapi
 
 import (
 	"context"
-	"log/slog"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -15,17 +12,18 @@ import (
 	"github.com/secondfactor/secondfactor/internal/totp"
 )
 
-// portalAPI implements the SecondFactor service.
+// portalAPI implements the SecondFactor service. Its methods return the
+// flows' errors as they are: the logging interceptor hands every error to
+// toStatus, once.
 type portalAPI struct {
 	sfv1.UnimplementedSecondFactorServiceServer
 	svc *mfa.Service
-	log *slog.Logger
 }
 
 func (a *portalAPI) GetUser(ctx context.Context, r *sfv1.GetUserRequest) (*sfv1.GetUserResponse, error) {
 	u, err := a.svc.GetUser(ctx, r.GetUserId())
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.GetUserResponse{
 		UserId:   u.ID,
@@ -49,7 +47,7 @@ func (a *portalAPI) CreateEnrollment(ctx context.Context, r *sfv1.CreateEnrollme
 		Proof:       proofs[r.GetProof()], // unknown values are refused by the flow
 	})
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.CreateEnrollmentResponse{
 		Token:              e.Token.Reveal(),
@@ -68,11 +66,11 @@ var algorithms = map[totp.Algorithm]sfv1.TOTPAlgorithm{
 func (a *portalAPI) BeginTOTPEnrollment(ctx context.Context, r *sfv1.BeginTOTPEnrollmentRequest) (*sfv1.BeginTOTPEnrollmentResponse, error) {
 	p, err := a.svc.BeginTOTPEnrollment(ctx, r.GetEnrollmentToken(), r.GetName(), r.GetActivationCode())
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	png, err := totp.QRCode(p.Key.URI, 256)
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.BeginTOTPEnrollmentResponse{
 		FactorId:  p.FactorID,
@@ -89,7 +87,7 @@ func (a *portalAPI) BeginTOTPEnrollment(ctx context.Context, r *sfv1.BeginTOTPEn
 func (a *portalAPI) FinishTOTPEnrollment(ctx context.Context, r *sfv1.FinishTOTPEnrollmentRequest) (*sfv1.FinishTOTPEnrollmentResponse, error) {
 	f, codes, err := a.svc.FinishTOTPEnrollment(ctx, r.GetEnrollmentToken(), r.GetFactorId(), r.GetCode())
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.FinishTOTPEnrollmentResponse{Factor: factorPB(f), RecoveryCodes: reveal(codes)}, nil
 }
@@ -105,7 +103,7 @@ func reveal(codes []secret.String) []string {
 func (a *portalAPI) BeginWebAuthnRegistration(ctx context.Context, r *sfv1.BeginWebAuthnRegistrationRequest) (*sfv1.BeginWebAuthnRegistrationResponse, error) {
 	options, err := a.svc.BeginWebAuthnRegistration(ctx, r.GetEnrollmentToken(), r.GetName(), r.GetActivationCode())
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.BeginWebAuthnRegistrationResponse{OptionsJson: string(options)}, nil
 }
@@ -113,7 +111,7 @@ func (a *portalAPI) BeginWebAuthnRegistration(ctx context.Context, r *sfv1.Begin
 func (a *portalAPI) FinishWebAuthnRegistration(ctx context.Context, r *sfv1.FinishWebAuthnRegistrationRequest) (*sfv1.FinishWebAuthnRegistrationResponse, error) {
 	f, codes, err := a.svc.FinishWebAuthnRegistration(ctx, r.GetEnrollmentToken(), []byte(r.GetCredentialJson()))
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.FinishWebAuthnRegistrationResponse{Factor: factorPB(f), RecoveryCodes: reveal(codes)}, nil
 }
@@ -121,7 +119,7 @@ func (a *portalAPI) FinishWebAuthnRegistration(ctx context.Context, r *sfv1.Fini
 func (a *portalAPI) BeginWebAuthnLogin(ctx context.Context, r *sfv1.BeginWebAuthnLoginRequest) (*sfv1.BeginWebAuthnLoginResponse, error) {
 	lc, err := a.svc.BeginWebAuthnLogin(ctx, r.GetUserId(), clientOf(r.GetClient()))
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.BeginWebAuthnLoginResponse{ChallengeId: lc.ID.Reveal(), OptionsJson: string(lc.Options)}, nil
 }
@@ -129,7 +127,7 @@ func (a *portalAPI) BeginWebAuthnLogin(ctx context.Context, r *sfv1.BeginWebAuth
 func (a *portalAPI) FinishWebAuthnLogin(ctx context.Context, r *sfv1.FinishWebAuthnLoginRequest) (*sfv1.FinishWebAuthnLoginResponse, error) {
 	res, userID, err := a.svc.FinishWebAuthnLogin(ctx, r.GetChallengeId(), []byte(r.GetAssertionJson()), clientOf(r.GetClient()))
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.FinishWebAuthnLoginResponse{Verdict: verdictPB(res.Verdict), UserId: userID}, nil
 }
@@ -137,7 +135,7 @@ func (a *portalAPI) FinishWebAuthnLogin(ctx context.Context, r *sfv1.FinishWebAu
 func (a *portalAPI) VerifyRecoveryCode(ctx context.Context, r *sfv1.VerifyRecoveryCodeRequest) (*sfv1.VerifyRecoveryCodeResponse, error) {
 	res, err := a.svc.VerifyRecoveryCode(ctx, r.GetUserId(), r.GetCode(), clientOf(r.GetClient()))
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	out := &sfv1.VerifyRecoveryCodeResponse{Verdict: verdictPB(res.Verdict), Remaining: uint32(res.Remaining)}
 	if res.Verdict == mfa.Locked {
@@ -149,7 +147,7 @@ func (a *portalAPI) VerifyRecoveryCode(ctx context.Context, r *sfv1.VerifyRecove
 func (a *portalAPI) RegenerateRecoveryCodes(ctx context.Context, r *sfv1.RegenerateRecoveryCodesRequest) (*sfv1.RegenerateRecoveryCodesResponse, error) {
 	codes, err := a.svc.RegenerateRecoveryCodes(ctx, r.GetEnrollmentToken())
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.RegenerateRecoveryCodesResponse{RecoveryCodes: reveal(codes)}, nil
 }
@@ -157,7 +155,7 @@ func (a *portalAPI) RegenerateRecoveryCodes(ctx context.Context, r *sfv1.Regener
 func (a *portalAPI) VerifyTOTP(ctx context.Context, r *sfv1.VerifyTOTPRequest) (*sfv1.VerifyTOTPResponse, error) {
 	res, err := a.svc.VerifyTOTP(ctx, r.GetUserId(), r.GetCode(), clientOf(r.GetClient()))
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	out := &sfv1.VerifyTOTPResponse{Verdict: verdictPB(res.Verdict)}
 	if res.Verdict == mfa.Locked {
@@ -202,21 +200,20 @@ func factorsPB(fs []mfa.Factor) []*sfv1.Factor {
 	return out
 }
 
-// adminAPI implements the Admin service.
+// adminAPI implements the Admin service; errors as in portalAPI.
 type adminAPI struct {
 	sfv1.UnimplementedAdminServiceServer
 	svc *mfa.Service
-	log *slog.Logger
 }
 
 func (a *adminAPI) IssueActivationCode(ctx context.Context, r *sfv1.IssueActivationCodeRequest) (*sfv1.IssueActivationCodeResponse, error) {
 	c, ok := CallerFrom(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no caller")
+		return nil, &edgeError{kind: errUnauthenticated, reason: "no-caller", msg: "no authenticated caller"}
 	}
 	code, expires, err := a.svc.IssueActivationCode(ctx, r.GetUserId(), c.Name, r.GetReason())
 	if err != nil {
-		return nil, toStatus(ctx, a.log, err)
+		return nil, err
 	}
 	return &sfv1.IssueActivationCodeResponse{Code: code.Reveal(), ExpiresAt: timestamppb.New(expires)}, nil
 }

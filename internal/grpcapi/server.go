@@ -8,7 +8,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +20,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
 	"github.com/secondfactor/secondfactor/internal/mfa"
@@ -49,18 +50,18 @@ func New(o Options) *Server {
 	if o.MaxRequestBytes == 0 {
 		o.MaxRequestBytes = 64 << 10
 	}
-	l := &logger{log: o.Logger, rpcs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "secondfactor_grpc_request_duration_seconds",
-		Help:    "Duration of gRPC calls by method and status code.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	}, []string{"method", "code"})}
+	l := newLogger(o.Logger)
 	if o.Metrics != nil {
 		o.Metrics.MustRegister(l.rpcs)
 	}
+	c := newCodec()
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(o.MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth),
-		grpc.ChainStreamInterceptor(l.stream, o.Callers.streamAuth),
+		grpc.ForceServerCodecV2(c),
+		// The logger is outermost: it sees every outcome, maps it with
+		// toStatus and writes the call's one log line.
+		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth, c.checkDecoded),
+		grpc.ChainStreamInterceptor(l.stream, o.Callers.streamAuth, c.checkDecodedStream),
 		grpc.ConnectionTimeout(10 * time.Second),
 	}
 	if o.TLS != nil {
@@ -69,8 +70,8 @@ func New(o Options) *Server {
 	gs := grpc.NewServer(opts...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(gs, h)
-	sfv1.RegisterSecondFactorServiceServer(gs, &portalAPI{svc: o.Service, log: o.Logger})
-	sfv1.RegisterAdminServiceServer(gs, &adminAPI{svc: o.Service, log: o.Logger})
+	sfv1.RegisterSecondFactorServiceServer(gs, &portalAPI{svc: o.Service})
+	sfv1.RegisterAdminServiceServer(gs, &adminAPI{svc: o.Service})
 	h.SetServingStatus(sfv1.SecondFactorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.SetServingStatus(sfv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return &Server{Server: gs, Health: h}
@@ -106,11 +107,22 @@ func newRequestID() string {
 }
 
 // logger writes one JSON line per call: method, code, duration, request id,
-// caller and peer. Request and response bodies are never logged: they carry
-// codes and secrets.
+// caller and peer and, for a failed call, the rule that refused it (reason)
+// and the whole error with its cause (error), which the caller never sees.
+// Request and response bodies are never logged: they carry codes and
+// secrets. It is the outermost interceptor, and the one that turns errors
+// into statuses (toStatus), panics included.
 type logger struct {
 	log  *slog.Logger
 	rpcs *prometheus.HistogramVec
+}
+
+func newLogger(log *slog.Logger) *logger {
+	return &logger{log: log, rpcs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "secondfactor_grpc_request_duration_seconds",
+		Help:    "Duration of gRPC calls by method and status code.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"method", "code"})}
 }
 
 func (l *logger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -119,23 +131,42 @@ func (l *logger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	ctx = context.WithValue(ctx, requestIDKey{}, id)
 	defer func() {
 		if r := recover(); r != nil {
-			l.log.ErrorContext(ctx, "panic", "request_id", id, "method", info.FullMethod, "panic", r)
-			resp, err = nil, status.Errorf(codes.Internal, "internal error (request id %s)", id)
+			err = &panicError{value: r, stack: debug.Stack()}
 		}
-		l.done(ctx, info.FullMethod, id, start, err)
+		if err != nil {
+			resp = nil
+		}
+		err = l.done(ctx, info.FullMethod, id, start, err)
 	}()
 	return handler(ctx, req)
 }
 
-func (l *logger) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+func (l *logger) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	start := time.Now()
-	err := handler(srv, ss)
-	l.done(ss.Context(), info.FullMethod, newRequestID(), start, err)
-	return err
+	id := newRequestID()
+	ctx := context.WithValue(ss.Context(), requestIDKey{}, id)
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{value: r, stack: debug.Stack()}
+		}
+		err = l.done(ctx, info.FullMethod, id, start, err)
+	}()
+	return handler(srv, &idStream{ServerStream: ss, ctx: ctx})
 }
 
-func (l *logger) done(ctx context.Context, method, id string, start time.Time, err error) {
-	code := status.Code(err)
+// idStream is a server stream whose context carries the request id.
+type idStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *idStream) Context() context.Context { return s.ctx }
+
+// done maps a call's error to the status the caller gets, logs the call and
+// returns the status as an error (nil for success).
+func (l *logger) done(ctx context.Context, method, id string, start time.Time, err error) error {
+	st := toStatus(err, id)
+	code := st.Code()
 	elapsed := time.Since(start)
 	l.rpcs.WithLabelValues(method, code.String()).Observe(elapsed.Seconds())
 	attrs := []slog.Attr{
@@ -150,9 +181,21 @@ func (l *logger) done(ctx context.Context, method, id string, start time.Time, e
 	if p, ok := peer.FromContext(ctx); ok {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
+	if err != nil {
+		if r := reasonOf(err); r != "" {
+			attrs = append(attrs, slog.String("reason", r))
+		}
+		attrs = append(attrs, slog.String("error", err.Error()))
+		var pe *panicError
+		if errors.As(err, &pe) {
+			attrs = append(attrs, slog.String("stack", string(pe.stack)))
+		}
+	}
 	level := slog.LevelInfo
-	if code == codes.Internal || code == codes.Unknown {
+	switch code {
+	case codes.Internal, codes.Unknown, codes.Unavailable, codes.DataLoss:
 		level = slog.LevelError
 	}
 	l.log.LogAttrs(ctx, level, "rpc", attrs...)
+	return st.Err()
 }

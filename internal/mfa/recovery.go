@@ -2,7 +2,7 @@ package mfa
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
 	"github.com/secondfactor/secondfactor/internal/secret"
 )
@@ -86,14 +86,19 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, token string) ([]
 		return nil, err
 	}
 	if e.FirstFactor {
-		return nil, fmt.Errorf("%w: regenerating recovery codes needs a session created with PROOF_EXISTING_FACTOR", ErrRefused)
+		return nil, refuse(ReasonNeedsExistingFactor, "regenerating recovery codes needs a session created with PROOF_EXISTING_FACTOR")
 	}
 	codes, hashes, err := s.newRecoveryCodes()
 	if err != nil {
 		return nil, err
 	}
 	err = s.o.Store.ReplaceRecoveryCodes(ctx, e.TokenHash, e.UserID, hashes, s.o.Now())
-	if err := s.confirmError(err); err != nil {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, errNoSession(err)
+	case errors.Is(err, ErrConflict):
+		return nil, failWith(ErrRefused, ReasonFactorsChanged, err, "the user's factors changed meanwhile: start again")
+	case err != nil:
 		return nil, err
 	}
 	s.o.Logger.InfoContext(ctx, "recovery codes regenerated", "user_id", e.UserID)

@@ -172,22 +172,22 @@ func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (Ne
 	case ProofPasswordOnly:
 		switch {
 		case enrolled:
-			return NewEnrollment{}, fmt.Errorf("%w: the user already has a factor: adding one needs PROOF_EXISTING_FACTOR", ErrRefused)
+			return NewEnrollment{}, errAlreadyEnrolled
 		case s.o.Policy == PolicyStrongOnly:
-			return NewEnrollment{}, fmt.Errorf("%w: enrolment policy strong-only: a first factor needs PROOF_STRONG", ErrRefused)
+			return NewEnrollment{}, refuse(ReasonPolicyStrongOnly, "enrolment policy strong-only: a first factor needs PROOF_STRONG")
 		case s.o.Policy == PolicyActivationCode:
 			e.NeedsActivation = true
 		}
 	case ProofStrong:
 		if enrolled {
-			return NewEnrollment{}, fmt.Errorf("%w: the user already has a factor: adding one needs PROOF_EXISTING_FACTOR", ErrRefused)
+			return NewEnrollment{}, errAlreadyEnrolled
 		}
 	case ProofExistingFactor:
 		if !enrolled {
-			return NewEnrollment{}, fmt.Errorf("%w: PROOF_EXISTING_FACTOR: the user has no factor", ErrRefused)
+			return NewEnrollment{}, refuse(ReasonNotEnrolled, "PROOF_EXISTING_FACTOR: the user has no factor")
 		}
 		if u.LastVerifiedAt.IsZero() || now.Sub(u.LastVerifiedAt) > s.o.FreshVerification {
-			return NewEnrollment{}, fmt.Errorf("%w: PROOF_EXISTING_FACTOR: no verification of the user's factor in the last %s", ErrRefused, s.o.FreshVerification)
+			return NewEnrollment{}, refuse(ReasonNoFreshVerification, "PROOF_EXISTING_FACTOR: no verification of the user's factor in the last %s", s.o.FreshVerification)
 		}
 	default:
 		return NewEnrollment{}, badField("proof", "must be PROOF_PASSWORD_ONLY, PROOF_STRONG or PROOF_EXISTING_FACTOR")
@@ -258,7 +258,7 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 	hash := secret.Hash(token)
 	e, err := s.o.Store.Enrollment(ctx, hash, now)
 	if errors.Is(err, ErrNotFound) {
-		return Enrollment{}, errNoSession
+		return Enrollment{}, errNoSession(err)
 	}
 	if err != nil {
 		return Enrollment{}, err
@@ -267,7 +267,7 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 		return e, nil
 	}
 	if activationCode == "" {
-		return Enrollment{}, fmt.Errorf("%w: this enrolment session needs an activation code (from an administrator or sent to the user's registered contact)", ErrRefused)
+		return Enrollment{}, refuse(ReasonNeedsActivationCode, "this enrolment session needs an activation code (from an administrator or sent to the user's registered contact)")
 	}
 	codeHash, _, ok := secret.HashCode(activationCode)
 	if !ok {
@@ -278,15 +278,16 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 		return Enrollment{}, err
 	}
 	if att.Locked {
-		return Enrollment{}, fmt.Errorf("%w: retry after %s", ErrLocked, att.LockedUntil.Sub(now).Round(time.Second))
+		return Enrollment{}, &Error{Kind: ErrLocked, Reason: ReasonLocked,
+			Message: fmt.Sprintf("too many failed attempts: retry after %s", att.LockedUntil.Sub(now).Round(time.Second))}
 	}
 	err = s.o.Store.ActivateEnrollment(ctx, hash, e.UserID, codeHash, now)
 	switch {
 	case errors.Is(err, ErrWrongCode):
 		s.o.Logger.WarnContext(ctx, "wrong activation code", "user_id", e.UserID)
-		return Enrollment{}, fmt.Errorf("%w: the activation code is wrong, expired or already used", ErrRefused)
+		return Enrollment{}, failWith(ErrRefused, ReasonWrongActivationCode, err, "the activation code is wrong, expired or already used")
 	case errors.Is(err, ErrNotFound):
-		return Enrollment{}, errNoSession
+		return Enrollment{}, errNoSession(err)
 	case err != nil:
 		return Enrollment{}, err
 	}
@@ -295,8 +296,14 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 	return e, nil
 }
 
-// errNoSession: the enrolment token names no usable session.
-var errNoSession = fmt.Errorf("enrolment session: %w (unknown, expired or already used)", ErrNotFound)
+// errNoSession says that the enrolment token names no usable session; cause
+// is the store's answer.
+func errNoSession(cause error) error {
+	return failWith(ErrNotFound, ReasonSessionNotFound, cause, "enrolment session not found (unknown, expired or already used)")
+}
+
+// errAlreadyEnrolled refuses a first-factor enrolment to an enrolled user.
+var errAlreadyEnrolled = refuse(ReasonAlreadyEnrolled, "the user already has a factor: adding one needs PROOF_EXISTING_FACTOR")
 
 // PendingTOTP is a TOTP factor waiting for its confirming code.
 type PendingTOTP struct {
@@ -364,7 +371,7 @@ func (s *Service) FinishTOTPEnrollment(ctx context.Context, token, factorID, cod
 	now := s.o.Now()
 	f, err := s.o.Store.PendingFactor(ctx, e.UserID, factorID, now)
 	if errors.Is(err, ErrNotFound) {
-		return Factor{}, nil, fmt.Errorf("pending factor: %w (unknown or expired: begin again)", ErrNotFound)
+		return Factor{}, nil, failWith(ErrNotFound, ReasonPendingFactorNotFound, err, "pending factor not found (unknown or expired): begin again")
 	}
 	if err != nil {
 		return Factor{}, nil, err

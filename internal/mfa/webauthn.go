@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/secondfactor/secondfactor/internal/secret"
@@ -118,7 +117,7 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, token string, 
 	now := s.o.Now()
 	ch, err := s.o.Store.TakeChallenge(ctx, registrationKey(e.TokenHash), now)
 	if errors.Is(err, ErrNotFound) {
-		return Factor{}, nil, fmt.Errorf("registration: %w (none in progress, or it expired: begin again)", ErrNotFound)
+		return Factor{}, nil, failWith(ErrNotFound, ReasonRegistrationNotFound, err, "no registration in progress, or it expired: begin again")
 	}
 	if err != nil {
 		return Factor{}, nil, err
@@ -156,15 +155,17 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, token string, 
 	return f, codes, nil
 }
 
-// confirmError translates ConfirmFactor's errors for the caller.
+// confirmError translates ConfirmFactor's errors for the caller. Between
+// the checks of session() and ConfirmFactor, another request may have
+// completed the session, enrolled a first factor or taken the credential.
 func (s *Service) confirmError(err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return fmt.Errorf("enrolment session or pending factor: %w (expired or already used)", ErrNotFound)
+		return failWith(ErrNotFound, ReasonSessionNotFound, err, "enrolment session or pending factor not found (expired or already used)")
 	case errors.Is(err, ErrConflict):
-		return fmt.Errorf("%w: the user enrolled a factor meanwhile: adding another needs PROOF_EXISTING_FACTOR", ErrRefused)
+		return failWith(ErrRefused, ReasonAlreadyEnrolled, err, "the user enrolled a factor meanwhile: adding another needs PROOF_EXISTING_FACTOR")
 	case errors.Is(err, ErrDuplicate):
-		return fmt.Errorf("%w: this authenticator's credential is already registered", ErrDuplicate)
+		return failWith(ErrDuplicate, ReasonCredentialRegistered, err, "this authenticator's credential is already registered")
 	}
 	return err
 }
@@ -278,4 +279,4 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, a
 	return Result{Verdict: Accepted}, ch.UserID, nil
 }
 
-var errNoWebAuthn = fmt.Errorf("%w: WebAuthn is not configured on this server", ErrRefused)
+var errNoWebAuthn = refuse(ReasonWebAuthnDisabled, "WebAuthn is not configured on this server")

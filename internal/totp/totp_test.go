@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"image/png"
 	"io"
 	"net/http"
@@ -143,7 +144,8 @@ func TestMatch(t *testing.T) {
 		{"previous step without skew", code(cur - 1), 0, result{}},
 		{"two steps back with skew 2", code(cur - 2), 2, result{cur - 2, true}},
 		{"empty code", "", 1, result{}},
-		{"wrong code", wrongCode(code(cur-1), code(cur), code(cur+1)), 1, result{}},
+		{"wrong code", wrongCode(t, rfcSeedSHA1, p, now, 1), 1, result{}},
+		{"wrong code without skew", wrongCode(t, rfcSeedSHA1, p, now, 0), 0, result{}},
 		{"code with a trailing space", code(cur) + " ", 1, result{}},
 		{"code of other digits", "0" + code(cur), 1, result{}},
 	}
@@ -161,18 +163,38 @@ func TestMatch(t *testing.T) {
 	}
 }
 
-// wrongCode returns a six-digit code that is none of codes.
-func wrongCode(codes ...string) string {
-	for _, c := range []string{"000000", "111111", "222222", "333333"} {
-		found := false
-		for _, x := range codes {
-			found = found || x == c
+// wrongCode returns a code of p's length that Match refuses at now with
+// skew: it differs from the code of every step of the window, not only the
+// current one.
+func wrongCode(t *testing.T, secret []byte, p totp.Params, now time.Time, skew int) string {
+	t.Helper()
+	accepted := map[string]bool{}
+	cur := p.Step(now)
+	for s := max(cur-int64(skew), 0); s <= cur+int64(skew); s++ { // Match skips steps before the epoch
+		c, err := totp.Code(secret, p, s)
+		if err != nil {
+			t.Fatalf("Code(%d): %v", s, err)
 		}
-		if !found {
+		accepted[c] = true
+	}
+	for n := 0; ; n++ {
+		if c := fmt.Sprintf("%0*d", p.Digits, n); !accepted[c] {
 			return c
 		}
 	}
-	panic("unreachable")
+}
+
+func TestWrongCode(t *testing.T) {
+	for _, p := range []totp.Params{totp.DefaultParams, {Algorithm: totp.SHA256, Digits: 8, Period: time.Minute}} {
+		for _, now := range []time.Time{time.Unix(0, 0), time.Unix(1700000000, 0), time.Unix(57766336*30, 0)} {
+			for skew := range 3 {
+				c := wrongCode(t, rfcSeedSHA1, p, now, skew)
+				if step, ok := totp.Match(rfcSeedSHA1, p, c, now, skew); ok || len(c) != p.Digits {
+					t.Errorf("wrongCode(%s, %d digits, skew %d) = %q, which Match accepts (step %d) or has the wrong length", now.UTC(), p.Digits, skew, c, step)
+				}
+			}
+		}
+	}
 }
 
 // TestMatchLatestFirst uses a time where the same code belongs to two steps
