@@ -134,9 +134,9 @@ func TestTwoReplicasOneRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := totp.DefaultParams.Step(time.Now())
+	step := totp.DefaultParams().Step(time.Now())
 	code := func(s int64) string {
-		c, err := totp.Code(sec, totp.DefaultParams, s)
+		c, err := totp.Code(sec, totp.DefaultParams(), s)
 		if err != nil {
 			t.Fatal(err)
 		}

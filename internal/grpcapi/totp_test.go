@@ -97,7 +97,7 @@ func TestOathtoolCodes(t *testing.T) {
 		t.Skip("oathtool is not installed")
 	}
 	forEachStore(t, func(t *testing.T, kind string) {
-		for _, p := range []totp.Params{totp.DefaultParams, {Algorithm: totp.SHA256, Digits: 8, Period: 30 * time.Second}} {
+		for _, p := range []totp.Params{totp.DefaultParams(), {Algorithm: totp.SHA256, Digits: 8, Period: 30 * time.Second}} {
 			e := newEnv(t, kind, envOptions{params: p})
 			u := e.enrollTOTP(t, "dr-"+string(p.Algorithm))
 			b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(u.secret)
@@ -305,7 +305,7 @@ func TestPendingFactorVerifiesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	sec, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(b.GetSecret())
-	code, _ := totp.Code(sec, totp.DefaultParams, totp.DefaultParams.Step(e.clock.Now()))
+	code, _ := totp.Code(sec, totp.DefaultParams(), totp.DefaultParams().Step(e.clock.Now()))
 	if v := e.verify(t, "u1", code).GetVerdict(); v != sfv1.Verdict_VERDICT_REJECTED {
 		t.Fatalf("a pending factor's code at login: %v, want REJECTED", v)
 	}
@@ -328,7 +328,7 @@ func TestPendingFactorVerifiesNothing(t *testing.T) {
 	b, _ = e.portal.BeginTOTPEnrollment(ctx, &sfv1.BeginTOTPEnrollmentRequest{EnrollmentToken: ce.GetToken(), Name: "phone"}, asPortal)
 	e.clock.Advance(11 * time.Minute)
 	sec, _ = base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(b.GetSecret())
-	code, _ = totp.Code(sec, totp.DefaultParams, totp.DefaultParams.Step(e.clock.Now()))
+	code, _ = totp.Code(sec, totp.DefaultParams(), totp.DefaultParams().Step(e.clock.Now()))
 	_, err = e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: ce.GetToken(), FactorId: b.GetFactorId(), Code: code}, asPortal)
 	wantCode(t, "expired pending factor", err, codes.NotFound)
 }

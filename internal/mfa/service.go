@@ -80,7 +80,7 @@ func New(o Options) (*Service, error) {
 		return nil, fmt.Errorf("mfa: enrolment policy %q: want activation-code, strong-only or open", o.Policy)
 	}
 	if o.TOTP == (totp.Params{}) {
-		o.TOTP = totp.DefaultParams
+		o.TOTP = totp.DefaultParams()
 	}
 	if err := o.TOTP.Validate(); err != nil {
 		return nil, fmt.Errorf("mfa: %w", err)
