@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		TOTP:   totp.Params{Algorithm: totp.Algorithm(cfg.TOTPAlgorithm), Digits: cfg.TOTPDigits, Period: 30 * time.Second},
 		Limits: mfa.Limits{
 			MaxFailures: cfg.MaxFailures, BaseLockout: cfg.LockoutBase, MaxLockout: cfg.LockoutMax,
-			FailureTTL: mfa.DefaultLimits.FailureTTL,
+			FailureTTL: mfa.DefaultLimits().FailureTTL,
 		},
 		EnrollmentTTL:     cfg.EnrollmentTTL,
 		ActivationTTL:     cfg.ActivationTTL,
@@ -279,7 +279,7 @@ func sweep(ctx context.Context, s *boltstore.Store, log *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			n, err := s.Sweep(now, mfa.DefaultLimits.FailureTTL)
+			n, err := s.Sweep(now, mfa.DefaultLimits().FailureTTL)
 			if err != nil {
 				log.Error("sweep", "err", err)
 			} else if n > 0 {
