@@ -37,19 +37,18 @@ func settings(t *testing.T, err error) []mfa.SettingError {
 	if err == nil {
 		return nil
 	}
-	errs := []error{err}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	}
-	var got []mfa.SettingError
-	for _, e := range errs {
-		var se *mfa.SettingError
-		if !errors.As(e, &se) {
-			t.Fatalf("%v (%T) is not a *mfa.SettingError", e, e)
+		var got []mfa.SettingError
+		for _, e := range j.Unwrap() {
+			got = append(got, settings(t, e)...)
 		}
-		got = append(got, *se)
+		return got
 	}
-	return got
+	var se *mfa.SettingError
+	if !errors.As(err, &se) {
+		t.Fatalf("%v (%T) is not a *mfa.SettingError", err, err)
+	}
+	return []mfa.SettingError{*se}
 }
 
 func TestDefaultOptionsAreValid(t *testing.T) {
@@ -91,7 +90,9 @@ func TestOptionsValidate(t *testing.T) {
 			{"totp digits", "7: want 6 or 8"},
 			{"totp period", "0s: want whole seconds between 1s and 5m"},
 		}},
-		{"every limit", func(o *mfa.Options) { o.Limits = mfa.Limits{MaxFailures: 0, BaseLockout: time.Minute, MaxLockout: time.Second} }, []mfa.SettingError{
+		{"every limit", func(o *mfa.Options) {
+			o.Limits = mfa.Limits{MaxFailures: 0, BaseLockout: time.Minute, MaxLockout: time.Second}
+		}, []mfa.SettingError{
 			{"max failures", "0: want at least 1"},
 			{"max lockout", "1s: want at least the base lockout, 1m0s"},
 			{"failure ttl", "0s: want more than 0"},
