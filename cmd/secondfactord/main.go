@@ -34,7 +34,6 @@ import (
 	"github.com/secondfactor/secondfactor/internal/passkey"
 	"github.com/secondfactor/secondfactor/internal/redisstore"
 	"github.com/secondfactor/secondfactor/internal/seal"
-	"github.com/secondfactor/secondfactor/internal/totp"
 )
 
 func main() {
@@ -75,39 +74,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer closeStore()
 
-	rp, err := passkey.New(passkey.Config{
-		RPID:             cfg.WebAuthnRPID,
-		RPDisplayName:    cfg.WebAuthnRPName,
-		Origins:          cfg.WebAuthnOrigins,
-		UserVerification: cfg.WebAuthnUserVerification,
-		ResidentKey:      cfg.WebAuthnResidentKey,
-		Attestation:      cfg.WebAuthnAttestation,
-		AAGUIDs:          cfg.WebAuthnAAGUIDs,
-		RefuseSynced:     cfg.WebAuthnRefuseSynced,
-		Timeout:          cfg.WebAuthnTimeout,
-		DecoyKey:         ring.Derive("webauthn decoy credential"),
-	})
+	pc := cfg.Passkey()
+	pc.DecoyKey = ring.Derive("webauthn decoy credential")
+	rp, err := passkey.New(pc)
 	if err != nil {
 		return fmt.Errorf("webauthn settings (-webauthn-*): %w", err)
 	}
-	svc, err := mfa.New(mfa.Options{
-		Store:  store,
-		Ring:   ring,
-		RP:     rp,
-		Policy: mfa.Policy(cfg.Policy),
-		Issuer: cfg.Issuer,
-		TOTP:   totp.Params{Algorithm: totp.Algorithm(cfg.TOTPAlgorithm), Digits: cfg.TOTPDigits, Period: 30 * time.Second},
-		Limits: mfa.Limits{
-			MaxFailures: cfg.MaxFailures, BaseLockout: cfg.LockoutBase, MaxLockout: cfg.LockoutMax,
-			FailureTTL: mfa.DefaultLimits().FailureTTL,
-		},
-		EnrollmentTTL:     cfg.EnrollmentTTL,
-		ActivationTTL:     cfg.ActivationTTL,
-		FreshVerification: cfg.FreshVerification,
-		EnrollURL:         enrollURL(cfg.PublicURL),
-		ReturnURLs:        cfg.ReturnURLs,
-		Logger:            log,
-	})
+	mo := cfg.MFA()
+	mo.Store, mo.Ring, mo.RP, mo.Logger = store, ring, rp, log
+	svc, err := mfa.New(mo)
 	if err != nil {
 		return err
 	}
@@ -148,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("http listening", "addr", hl.Addr().String())
 	}
 	if bs, ok := store.(*boltstore.Store); ok {
-		go sweep(ctx, bs, log)
+		go sweep(ctx, bs, cfg.FailureTTL, log)
 	}
 	log.Info("grpc listening", "addr", lis.Addr().String(), "tls", cfg.TLS(), "store", cfg.Store, "policy", cfg.Policy)
 
@@ -174,17 +149,6 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-func enrollURL(public string) string {
-	if public == "" {
-		return ""
-	}
-	u := public
-	if u[len(u)-1] != '/' {
-		u += "/"
-	}
-	return u + "enroll/"
-}
-
 // loadRing reads the sealing keys. With none configured, a loopback-only
 // embedded run generates a key file in the data folder; anything else
 // refuses to start.
@@ -205,7 +169,7 @@ func loadRing(cfg config.Config, log *slog.Logger) (*seal.Ring, error) {
 			return nil, err
 		}
 	}
-	ring, err := seal.LoadRing(cfg.SealKeys, file)
+	ring, err := seal.LoadRing(cfg.SealKeys.Reveal(), file)
 	if err != nil {
 		return nil, fmt.Errorf("sealing keys: %w", err)
 	}
@@ -253,7 +217,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (mfa.St
 		Addrs:      cfg.RedisAddrs,
 		MasterName: cfg.RedisMaster,
 		Username:   cfg.RedisUsername,
-		Password:   cfg.RedisPassword,
+		Password:   cfg.RedisPassword.Reveal(),
 		DB:         cfg.RedisDB,
 	}
 	if cfg.RedisTLS {
@@ -271,7 +235,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (mfa.St
 }
 
 // sweep deletes expired records of the embedded store every ten minutes.
-func sweep(ctx context.Context, s *boltstore.Store, log *slog.Logger) {
+func sweep(ctx context.Context, s *boltstore.Store, failureTTL time.Duration, log *slog.Logger) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
@@ -279,7 +243,7 @@ func sweep(ctx context.Context, s *boltstore.Store, log *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			n, err := s.Sweep(now, mfa.DefaultLimits().FailureTTL)
+			n, err := s.Sweep(now, failureTTL)
 			if err != nil {
 				log.Error("sweep", "err", err)
 			} else if n > 0 {
