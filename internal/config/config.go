@@ -193,14 +193,16 @@ func Load(name string, args []string, getenv func(string) string, out io.Writer)
 	fs.SetOutput(out)
 	c.define(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(out, `%s: the secondfactor server (gRPC API for the portal and admins).
+		if _, err := fmt.Fprintf(out, `%s: the secondfactor server (gRPC API for the portal and admins).
 
 With no flags it runs on loopback with the embedded store in ./data, generates
 a sealing key and a local API token there (printed paths), and is ready for
 the quickstart. Every flag -some-name can also be set as SECONDFACTOR_SOME_NAME.
 
 Flags:
-`, name)
+`, name); err != nil {
+			return // out is gone: nobody to tell
+		}
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
