@@ -91,6 +91,8 @@ type SettingError struct {
 	Reason  string // the value and what is wanted, e.g. "0: want at least 1"
 }
 
+// Error says which setting is refused and why, e.g. "max failures 0: want
+// at least 1".
 func (e *SettingError) Error() string { return e.Setting + " " + e.Reason }
 
 // settingErrors gathers the refused settings of a validator.

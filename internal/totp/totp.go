@@ -54,6 +54,8 @@ type ParamError struct {
 	Reason string // the value and what is wanted, e.g. "7: want 6 or 8"
 }
 
+// Error says which parameter is refused and why, e.g. "totp digits 7: want
+// 6 or 8".
 func (e *ParamError) Error() string { return "totp " + e.Param + " " + e.Reason }
 
 // Validate reports every parameter that is not supported, each as a
