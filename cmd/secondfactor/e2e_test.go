@@ -98,7 +98,7 @@ func TestQuickstartAgainstRealServer(t *testing.T) {
 		t.Fatalf("key %q: %v", key, err)
 	}
 	otp := func() string {
-		c, err := totp.Code(secretBytes, totp.DefaultParams, totp.DefaultParams.Step(now))
+		c, err := totp.Code(secretBytes, totp.DefaultParams(), totp.DefaultParams().Step(now))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,41 +1,31 @@
 // Command secondfactord is the secondfactor server: the gRPC API that the
 // portal backend and administrators call, with health and metrics over HTTP.
 //
-// It only wires: config → logger → store → service → servers → graceful
-// shutdown on SIGINT or SIGTERM. Run it with -h for the settings.
+// It only wires: config → logger → server (package server assembles it) →
+// serve → graceful shutdown on SIGINT or SIGTERM. Run it with -h for the
+// settings.
 package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc/credentials"
-
-	"github.com/secondfactor/secondfactor/internal/boltstore"
 	"github.com/secondfactor/secondfactor/internal/config"
-	"github.com/secondfactor/secondfactor/internal/grpcapi"
-	"github.com/secondfactor/secondfactor/internal/mfa"
-	"github.com/secondfactor/secondfactor/internal/passkey"
-	"github.com/secondfactor/secondfactor/internal/redisstore"
-	"github.com/secondfactor/secondfactor/internal/seal"
-	"github.com/secondfactor/secondfactor/internal/totp"
+	"github.com/secondfactor/secondfactor/internal/server"
 )
+
+// shutdownTimeout bounds the graceful stop; calls still running then are cut.
+const shutdownTimeout = 10 * time.Second
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -56,235 +46,91 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel)
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data folder: %w", err)
-	}
-
-	ring, err := loadRing(cfg, log)
+	log, err := newLogger(stderr, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
-	callers, err := loadCallers(cfg, log)
-	if err != nil {
-		return err
-	}
-	store, closeStore, err := openStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-
-	rp, err := passkey.New(passkey.Config{
-		RPID:             cfg.WebAuthnRPID,
-		RPDisplayName:    cfg.WebAuthnRPName,
-		Origins:          cfg.WebAuthnOrigins,
-		UserVerification: cfg.WebAuthnUserVerification,
-		ResidentKey:      cfg.WebAuthnResidentKey,
-		Attestation:      cfg.WebAuthnAttestation,
-		AAGUIDs:          cfg.WebAuthnAAGUIDs,
-		RefuseSynced:     cfg.WebAuthnRefuseSynced,
-		Timeout:          cfg.WebAuthnTimeout,
-		DecoyKey:         ring.Derive("webauthn decoy credential"),
-	})
-	if err != nil {
-		return fmt.Errorf("webauthn settings (-webauthn-*): %w", err)
-	}
-	svc, err := mfa.New(mfa.Options{
-		Store:  store,
-		Ring:   ring,
-		RP:     rp,
-		Policy: mfa.Policy(cfg.Policy),
-		Issuer: cfg.Issuer,
-		TOTP:   totp.Params{Algorithm: totp.Algorithm(cfg.TOTPAlgorithm), Digits: cfg.TOTPDigits, Period: 30 * time.Second},
-		Limits: mfa.Limits{
-			MaxFailures: cfg.MaxFailures, BaseLockout: cfg.LockoutBase, MaxLockout: cfg.LockoutMax,
-			FailureTTL: mfa.DefaultLimits.FailureTTL,
-		},
-		EnrollmentTTL:     cfg.EnrollmentTTL,
-		ActivationTTL:     cfg.ActivationTTL,
-		FreshVerification: cfg.FreshVerification,
-		EnrollURL:         enrollURL(cfg.PublicURL),
-		ReturnURLs:        cfg.ReturnURLs,
-		Logger:            log,
-	})
-	if err != nil {
-		return err
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var creds credentials.TransportCredentials
-	if cfg.TLS() {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	var opts []server.Option
+	if len(cfg.Callers) == 0 && cfg.LoopbackOnly() {
+		opt, err := localToken(cfg, log)
 		if err != nil {
-			return fmt.Errorf("-tls-cert/-tls-key: %w", err)
+			return err
 		}
-		creds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		opts = append(opts, opt)
 	}
-	gs := grpcapi.New(grpcapi.Options{
-		Service: svc, Callers: callers, Logger: log, TLS: creds,
-		MaxRequestBytes: cfg.MaxRequestBytes, Metrics: reg,
-	})
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	srv, err := server.New(ctx, cfg, log, opts...)
 	if err != nil {
-		return fmt.Errorf("-grpc-addr: %w", err)
+		return err
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- gs.Serve(lis) }()
+	lis, err := listen(cfg)
+	if err != nil {
+		return errors.Join(err, srv.Shutdown(ctx))
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
 
-	var hs *http.Server
-	if cfg.HTTPAddr != "" {
-		hl, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			gs.Stop()
-			return fmt.Errorf("-http-addr: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- hs.Serve(hl) }()
-		log.Info("http listening", "addr", hl.Addr().String())
-	}
-	if bs, ok := store.(*boltstore.Store); ok {
-		go sweep(ctx, bs, log)
-	}
-	log.Info("grpc listening", "addr", lis.Addr().String(), "tls", cfg.TLS(), "store", cfg.Store, "policy", cfg.Policy)
-
+	stopped := false
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-	case err = <-errc:
+	case err = <-served:
+		stopped = true
 		log.Error("server failed", "err", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if hs != nil {
-		hs.Shutdown(sctx)
+	if serr := srv.Shutdown(sctx); serr != nil {
+		log.Error("shutdown", "err", serr)
+		err = errors.Join(err, serr)
 	}
-	gs.Shutdown(sctx)
+	if !stopped {
+		err = errors.Join(err, <-served)
+	}
 	log.Info("stopped")
 	return err
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger is the one logger of the server: JSON lines at the configured
+// level.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
-	l.UnmarshalText([]byte(level)) // validated by config
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-func enrollURL(public string) string {
-	if public == "" {
-		return ""
-	}
-	u := public
-	if u[len(u)-1] != '/' {
-		u += "/"
-	}
-	return u + "enroll/"
-}
-
-// loadRing reads the sealing keys. With none configured, a loopback-only
-// embedded run generates a key file in the data folder; anything else
-// refuses to start.
-func loadRing(cfg config.Config, log *slog.Logger) (*seal.Ring, error) {
-	file := cfg.SealKeyFile
-	if cfg.SealKeys == "" && file == "" {
-		if cfg.Store != "bolt" || !cfg.LoopbackOnly() {
-			return nil, errors.New("no sealing key: set SECONDFACTOR_SEAL_KEYS or -seal-key-file (a key is generated only for a loopback-only embedded run)")
-		}
-		file = cfg.Path("seal.keys")
-		err := seal.GenerateKeyFile(file, "k1")
-		switch {
-		case err == nil:
-			log.Warn("GENERATED A SEALING KEY: TOTP secrets are sealed with a key stored beside them. Fine for trying the service on this machine; in production give keys with SECONDFACTOR_SEAL_KEYS or -seal-key-file and keep them away from the data.", "file", file)
-		case errors.Is(err, os.ErrExist):
-			log.Warn("using the generated sealing key in the data folder: not for production", "file", file)
-		default:
-			return nil, err
-		}
-	}
-	ring, err := seal.LoadRing(cfg.SealKeys, file)
-	if err != nil {
-		return nil, fmt.Errorf("sealing keys: %w", err)
-	}
-	return ring, nil
-}
-
-// loadCallers parses the configured callers. With none configured, a
-// loopback-only run creates a local token in the data folder.
-func loadCallers(cfg config.Config, log *slog.Logger) (grpcapi.Callers, error) {
-	callers := grpcapi.Callers{}
-	for _, s := range cfg.Callers {
-		hash, c, err := grpcapi.ParseCaller(s)
-		if err != nil {
-			return nil, fmt.Errorf("-callers: %w", err)
-		}
-		callers[hash] = c
-	}
-	if len(callers) > 0 {
-		return callers, nil
-	}
-	if !cfg.LoopbackOnly() {
-		return nil, errors.New("no API caller: set SECONDFACTOR_CALLERS (secondfactor token new prints a caller line)")
+// localToken admits the caller of the local token in the data folder,
+// creating it on the first run: with no caller configured, a loopback-only
+// server serves the CLI on the same machine.
+func localToken(cfg config.Config, log *slog.Logger) (server.Option, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
 	}
 	path := cfg.Path("local-token")
-	hash, c, created, err := grpcapi.LocalCaller(path)
+	hash, c, created, err := localCaller(path)
 	if err != nil {
 		return nil, err
 	}
-	abs, _ := filepath.Abs(path)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
 	log.Warn("no caller configured: the local token grants roles portal and admin on loopback", "file", abs, "created", created)
-	callers[hash] = c
-	return callers, nil
+	return server.WithCaller(hash, c), nil
 }
 
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (mfa.Store, func(), error) {
-	if cfg.Store == "bolt" {
-		path := cfg.Path("secondfactor.db")
-		s, err := boltstore.Open(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, func() { s.Close() }, nil
+// listen opens the listeners cfg names.
+func listen(cfg config.Config) (server.Listeners, error) {
+	var l server.Listeners
+	var err error
+	if l.GRPC, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return l, fmt.Errorf("-grpc-addr: %w", err)
 	}
-	opts := &redis.UniversalOptions{
-		Addrs:      cfg.RedisAddrs,
-		MasterName: cfg.RedisMaster,
-		Username:   cfg.RedisUsername,
-		Password:   cfg.RedisPassword,
-		DB:         cfg.RedisDB,
-	}
-	if cfg.RedisTLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	rdb := redis.NewUniversalClient(opts)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, nil, fmt.Errorf("redis %v: %w", cfg.RedisAddrs, err)
-	}
-	log.Info("redis connected", "addrs", cfg.RedisAddrs, "sentinel_master", cfg.RedisMaster)
-	return redisstore.New(rdb), func() { rdb.Close() }, nil
-}
-
-// sweep deletes expired records of the embedded store every ten minutes.
-func sweep(ctx context.Context, s *boltstore.Store, log *slog.Logger) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			n, err := s.Sweep(now, mfa.DefaultLimits.FailureTTL)
-			if err != nil {
-				log.Error("sweep", "err", err)
-			} else if n > 0 {
-				log.Info("swept expired records", "deleted", n)
-			}
+	if cfg.HTTPAddr != "" {
+		if l.HTTP, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return l, errors.Join(fmt.Errorf("-http-addr: %w", err), l.GRPC.Close())
 		}
 	}
+	return l, nil
 }

@@ -7,7 +7,7 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
-	"io"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,13 +36,15 @@ func TestMain(m *testing.M) {
 }
 
 type proc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
+	cmd    *exec.Cmd
+	addr   string
+	exited chan struct{} // closed when the process has exited and err is set
+	err    error         // what cmd.Wait returned
 }
 
 // startServer runs secondfactord as a child process and waits until its gRPC
-// listener is up.
+// listener is up. The process is killed, if still running, when the test
+// ends.
 func startServer(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
@@ -54,9 +56,11 @@ func startServer(t *testing.T, env []string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
 	addrc := make(chan string, 1)
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			var line struct {
@@ -69,17 +73,22 @@ func startServer(t *testing.T, env []string, args ...string) *proc {
 				t.Logf("server: %s", sc.Text())
 			}
 		}
-		io.Copy(io.Discard, stderr)
 	}()
-	go func() { p.done <- cmd.Wait() }()
+	go func() {
+		<-read // Wait closes the pipe: read it to the end first
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
+		if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			t.Errorf("kill the server: %v", err)
+		}
+		<-p.exited
 	})
 	select {
 	case p.addr = <-addrc:
-	case err := <-p.done:
-		t.Fatalf("server exited before listening: %v", err)
+	case <-p.exited:
+		t.Fatalf("server exited before listening: %v", p.err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("server did not listen within 20s")
 	}
@@ -98,7 +107,11 @@ func client(t *testing.T, addr, token string) sfv1.SecondFactorServiceClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			t.Errorf("close client: %v", err)
+		}
+	})
 	return sfv1.NewSecondFactorServiceClient(conn)
 }
 
@@ -134,9 +147,9 @@ func TestTwoReplicasOneRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := totp.DefaultParams.Step(time.Now())
+	step := totp.DefaultParams().Step(time.Now())
 	code := func(s int64) string {
-		c, err := totp.Code(sec, totp.DefaultParams, s)
+		c, err := totp.Code(sec, totp.DefaultParams(), s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,13 +191,14 @@ func TestTwoReplicasOneRedis(t *testing.T) {
 	}
 
 	// SIGTERM stops a replica cleanly.
-	a.cmd.Process.Signal(syscall.SIGTERM)
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case err := <-a.done:
-		if err != nil {
-			t.Fatalf("replica A after SIGTERM: %v", err)
+	case <-a.exited:
+		if a.err != nil {
+			t.Fatalf("replica A after SIGTERM: %v", a.err)
 		}
-		a.done <- nil // for the cleanup
 	case <-time.After(15 * time.Second):
 		t.Fatal("replica A did not stop within 15s of SIGTERM")
 	}
@@ -237,7 +251,10 @@ func TestFirstRun(t *testing.T) {
 			t.Errorf("%s: mode %v, want 0600", f, fi.Mode().Perm())
 		}
 	}
-	tok, _ := os.ReadFile(dir + "/local-token")
+	tok, err := os.ReadFile(dir + "/local-token")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := client(t, p.addr, strings.TrimSpace(string(tok)))
 	if _, err := c.GetUser(context.Background(), &sfv1.GetUserRequest{UserId: "u1"}); err != nil {
 		t.Fatalf("GetUser with the local token: %v", err)

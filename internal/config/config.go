@@ -17,9 +17,15 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/passkey"
+	"github.com/secondfactor/secondfactor/internal/secret"
+	"github.com/secondfactor/secondfactor/internal/totp"
 )
 
-// Config is everything the server is told.
+// Config is everything the server is told. The secrets in it print as
+// REDACTED (secret.String), so a printed or logged Config shows none.
 type Config struct {
 	DataDir  string
 	GRPCAddr string
@@ -31,12 +37,12 @@ type Config struct {
 	RedisAddrs    []string
 	RedisMaster   string // Sentinel master name
 	RedisUsername string
-	RedisPassword string
+	RedisPassword secret.String
 	RedisDB       int
 	RedisTLS      bool
 
-	Callers     []string // NAME:ROLE[+ROLE]:SHA256HEX
-	SealKeys    string   // id:base64key,...
+	Callers     []string      // NAME:ROLE[+ROLE]:SHA256HEX
+	SealKeys    secret.String // id:base64key,...
 	SealKeyFile string
 
 	Policy            string
@@ -46,6 +52,7 @@ type Config struct {
 	MaxFailures       int
 	LockoutBase       time.Duration
 	LockoutMax        time.Duration
+	FailureTTL        time.Duration
 	EnrollmentTTL     time.Duration
 	ActivationTTL     time.Duration
 	FreshVerification time.Duration
@@ -69,6 +76,15 @@ type Config struct {
 // EnvPrefix starts the name of every environment variable.
 const EnvPrefix = "SECONDFACTOR_"
 
+// The default listen addresses, and the default WebAuthn origin: the web UI
+// on the default HTTP port, as a browser on the same machine names it.
+const (
+	defaultGRPCAddr = "127.0.0.1:7070"
+	defaultHTTPPort = "7080"
+	defaultHTTPAddr = "127.0.0.1:" + defaultHTTPPort
+	defaultOrigin   = "http://localhost:" + defaultHTTPPort
+)
+
 type listFlag struct{ v *[]string }
 
 func (l listFlag) String() string {
@@ -88,59 +104,105 @@ func (l listFlag) Set(s string) error {
 	return nil
 }
 
-// Load parses args (without the program name) and the environment given as
-// getenv. Usage and errors go to out.
-func Load(name string, args []string, getenv func(string) string, out io.Writer) (Config, error) {
-	var c Config
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
+// secretFlag is a flag holding a secret.String; its value is never printed.
+type secretFlag struct{ v *secret.String }
+
+func (f secretFlag) String() string {
+	if f.v == nil || *f.v == "" {
+		return ""
+	}
+	return f.v.String()
+}
+
+// Set keeps the value as given.
+func (f secretFlag) Set(s string) error {
+	*f.v = secret.String(s)
+	return nil
+}
+
+// define registers the flags on fs, each bound to its field of c and
+// holding its default there. The defaults of the flows, TOTP and WebAuthn
+// settings are those of their packages.
+func (c *Config) define(fs *flag.FlagSet) {
+	mo := mfa.DefaultOptions()
+	pc := passkey.DefaultConfig()
 	fs.StringVar(&c.DataDir, "data-dir", "data", "folder for the embedded store, generated keys and the local token")
-	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:7070", "gRPC listen address; anything but loopback needs -tls-cert and -tls-key")
-	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:7080", "HTTP listen address for /healthz and /metrics; off (or empty) to disable")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", defaultGRPCAddr, "gRPC listen address; anything but loopback needs -tls-cert and -tls-key")
+	fs.StringVar(&c.HTTPAddr, "http-addr", defaultHTTPAddr, "HTTP listen address for /healthz and /metrics; off (or empty) to disable")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for the gRPC server")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM) for the gRPC server")
 	fs.StringVar(&c.Store, "store", "bolt", "state store: bolt (embedded file in -data-dir, one node) or redis (several replicas)")
 	fs.Var(listFlag{&c.RedisAddrs}, "redis-addrs", "Redis addresses host:port, comma-separated: one for standalone, several for Cluster, Sentinels with -redis-master")
 	fs.StringVar(&c.RedisMaster, "redis-master", "", "Sentinel master name (makes -redis-addrs the Sentinels)")
 	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user name")
-	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (prefer the environment variable)")
+	fs.Var(secretFlag{&c.RedisPassword}, "redis-password", "Redis password (prefer the environment variable)")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number (standalone and Sentinel)")
 	fs.BoolVar(&c.RedisTLS, "redis-tls", false, "connect to Redis over TLS")
 	fs.Var(listFlag{&c.Callers}, "callers", "API callers NAME:ROLE[+ROLE]:SHA256HEX, comma-separated (secondfactor token new prints one); none on loopback: a local token is generated")
-	fs.StringVar(&c.SealKeys, "seal-keys", "", "keys that seal TOTP secrets, id:base64key comma-separated, first seals (prefer the environment variable)")
+	fs.Var(secretFlag{&c.SealKeys}, "seal-keys", "keys that seal TOTP secrets, id:base64key comma-separated, first seals (prefer the environment variable)")
 	fs.StringVar(&c.SealKeyFile, "seal-key-file", "", "file of sealing keys, one id:base64key per line, first seals")
-	fs.StringVar(&c.Policy, "enrollment-policy", "activation-code", "what a password-only session may enrol: activation-code, strong-only, or open (UNSAFE: a stolen password enrols a factor)")
-	fs.StringVar(&c.Issuer, "issuer", "secondfactor", "issuer name shown in authenticator apps")
-	fs.StringVar(&c.TOTPAlgorithm, "totp-algorithm", "SHA1", "HMAC of new TOTP factors: SHA1, SHA256 or SHA512 (many apps only know SHA1)")
-	fs.IntVar(&c.TOTPDigits, "totp-digits", 6, "digits of new TOTP codes: 6 or 8")
-	fs.IntVar(&c.MaxFailures, "max-failures", 10, "consecutive failed attempts that lock a user's TOTP")
-	fs.DurationVar(&c.LockoutBase, "lockout-base", 30*time.Second, "first lock; each further lock doubles it")
-	fs.DurationVar(&c.LockoutMax, "lockout-max", time.Hour, "longest lock")
-	fs.DurationVar(&c.EnrollmentTTL, "enrollment-ttl", 15*time.Minute, "lifetime of an enrolment session")
-	fs.DurationVar(&c.ActivationTTL, "activation-ttl", time.Hour, "lifetime of an activation code")
-	fs.DurationVar(&c.FreshVerification, "fresh-verification", 5*time.Minute, "how recent a verification must be to back PROOF_EXISTING_FACTOR")
+	fs.StringVar(&c.Policy, "enrollment-policy", string(mo.Policy), "what a password-only session may enrol: activation-code, strong-only, or open (UNSAFE: a stolen password enrols a factor)")
+	fs.StringVar(&c.Issuer, "issuer", mo.Issuer, "issuer name shown in authenticator apps")
+	fs.StringVar(&c.TOTPAlgorithm, "totp-algorithm", string(mo.TOTP.Algorithm), "HMAC of new TOTP factors: SHA1, SHA256 or SHA512 (many apps only know SHA1)")
+	fs.IntVar(&c.TOTPDigits, "totp-digits", mo.TOTP.Digits, "digits of new TOTP codes: 6 or 8")
+	fs.IntVar(&c.MaxFailures, "max-failures", mo.Limits.MaxFailures, "consecutive failed attempts that lock a user's TOTP")
+	fs.DurationVar(&c.LockoutBase, "lockout-base", mo.Limits.BaseLockout, "first lock; each further lock doubles it")
+	fs.DurationVar(&c.LockoutMax, "lockout-max", mo.Limits.MaxLockout, "longest lock")
+	fs.DurationVar(&c.FailureTTL, "failure-ttl", mo.Limits.FailureTTL, "how long without a failure before a user's failures are forgotten")
+	fs.DurationVar(&c.EnrollmentTTL, "enrollment-ttl", mo.EnrollmentTTL, "lifetime of an enrolment session")
+	fs.DurationVar(&c.ActivationTTL, "activation-ttl", mo.ActivationTTL, "lifetime of an activation code")
+	fs.DurationVar(&c.FreshVerification, "fresh-verification", mo.FreshVerification, "how recent a verification must be to back PROOF_EXISTING_FACTOR")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of the web UI, e.g. https://mfa.example.org (enrolment links)")
 	fs.Var(listFlag{&c.ReturnURLs}, "return-urls", "allowed return URLs after enrolment or verification, exact match, comma-separated")
 	fs.StringVar(&c.WebAuthnRPID, "webauthn-rp-id", "localhost", "WebAuthn relying party ID: the portal's domain, e.g. portal.example (not an IP address)")
 	fs.StringVar(&c.WebAuthnRPName, "webauthn-rp-name", "secondfactor", "WebAuthn relying party name shown by browsers")
-	fs.Var(listFlag{&c.WebAuthnOrigins}, "webauthn-origins", "origins allowed in WebAuthn ceremonies, exact, comma-separated: https://…, or http://localhost:PORT for development (default http://localhost:7080)")
-	fs.StringVar(&c.WebAuthnUserVerification, "webauthn-user-verification", "preferred", "WebAuthn user verification (PIN, biometrics): preferred, required or discouraged")
-	fs.StringVar(&c.WebAuthnResidentKey, "webauthn-resident-key", "discouraged", "WebAuthn discoverable credentials: discouraged, preferred or required")
-	fs.StringVar(&c.WebAuthnAttestation, "webauthn-attestation", "none", "WebAuthn attestation conveyance: none, indirect, direct or enterprise")
+	fs.Var(listFlag{&c.WebAuthnOrigins}, "webauthn-origins", "origins allowed in WebAuthn ceremonies, exact, comma-separated: https://…, or http://localhost:PORT for development (default "+defaultOrigin+")")
+	fs.StringVar(&c.WebAuthnUserVerification, "webauthn-user-verification", pc.UserVerification, "WebAuthn user verification (PIN, biometrics): preferred, required or discouraged")
+	fs.StringVar(&c.WebAuthnResidentKey, "webauthn-resident-key", pc.ResidentKey, "WebAuthn discoverable credentials: discouraged, preferred or required")
+	fs.StringVar(&c.WebAuthnAttestation, "webauthn-attestation", pc.Attestation, "WebAuthn attestation conveyance: none, indirect, direct or enterprise")
 	fs.Var(listFlag{&c.WebAuthnAAGUIDs}, "webauthn-aaguids", "if set, the only authenticator models (AAGUIDs, hex) accepted at registration, comma-separated")
 	fs.BoolVar(&c.WebAuthnRefuseSynced, "webauthn-refuse-synced", false, "refuse backup-eligible (synced) passkeys: only device-bound keys")
-	fs.DurationVar(&c.WebAuthnTimeout, "webauthn-timeout", 5*time.Minute, "lifetime of a WebAuthn challenge")
+	fs.DurationVar(&c.WebAuthnTimeout, "webauthn-timeout", pc.Timeout, "lifetime of a WebAuthn challenge")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", 64<<10, "largest gRPC request accepted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// complete applies the defaults that depend on the parsed values.
+func (c *Config) complete() {
+	if c.HTTPAddr == "off" {
+		c.HTTPAddr = ""
+	}
+	if len(c.WebAuthnOrigins) == 0 {
+		c.WebAuthnOrigins = []string{defaultOrigin}
+	}
+}
+
+// Default returns the settings of a server given no flag and no variable.
+func Default() Config {
+	var c Config
+	c.define(flag.NewFlagSet("", flag.ContinueOnError))
+	c.complete()
+	return c
+}
+
+// Load parses args (without the program name) and the environment given as
+// getenv, and validates the result. Usage and errors go to out.
+func Load(name string, args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	c.define(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(out, `%s: the secondfactor server (gRPC API for the portal and admins).
+		if _, err := fmt.Fprintf(out, `%s: the secondfactor server (gRPC API for the portal and admins).
 
 With no flags it runs on loopback with the embedded store in ./data, generates
 a sealing key and a local API token there (printed paths), and is ready for
 the quickstart. Every flag -some-name can also be set as SECONDFACTOR_SOME_NAME.
 
 Flags:
-`, name)
+`, name); err != nil {
+			return // out is gone: nobody to tell
+		}
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -163,16 +225,57 @@ Flags:
 	if err != nil {
 		return Config{}, err
 	}
-	if c.HTTPAddr == "off" {
-		c.HTTPAddr = ""
-	}
-	if len(c.WebAuthnOrigins) == 0 {
-		c.WebAuthnOrigins = []string{"http://localhost:7080"}
-	}
+	c.complete()
 	return c, c.Validate()
 }
 
-// Validate checks the settings against each other.
+// MFA returns the settings of the flows: mfa.DefaultOptions with what c
+// sets. Store, Ring, RP and the injections are the caller's to add.
+func (c Config) MFA() mfa.Options {
+	o := mfa.DefaultOptions()
+	o.Policy = mfa.Policy(c.Policy)
+	o.Issuer = c.Issuer
+	o.TOTP.Algorithm = totp.Algorithm(c.TOTPAlgorithm)
+	o.TOTP.Digits = c.TOTPDigits
+	o.Limits = mfa.Limits{MaxFailures: c.MaxFailures, BaseLockout: c.LockoutBase, MaxLockout: c.LockoutMax, FailureTTL: c.FailureTTL}
+	o.EnrollmentTTL = c.EnrollmentTTL
+	o.ActivationTTL = c.ActivationTTL
+	o.FreshVerification = c.FreshVerification
+	o.EnrollURL = c.enrollURL()
+	o.ReturnURLs = c.ReturnURLs
+	return o
+}
+
+// Passkey returns the WebAuthn relying party's policy. DecoyKey is the
+// caller's to add.
+func (c Config) Passkey() passkey.Config {
+	return passkey.Config{
+		RPID:             c.WebAuthnRPID,
+		RPDisplayName:    c.WebAuthnRPName,
+		Origins:          c.WebAuthnOrigins,
+		UserVerification: c.WebAuthnUserVerification,
+		ResidentKey:      c.WebAuthnResidentKey,
+		Attestation:      c.WebAuthnAttestation,
+		AAGUIDs:          c.WebAuthnAAGUIDs,
+		RefuseSynced:     c.WebAuthnRefuseSynced,
+		Timeout:          c.WebAuthnTimeout,
+	}
+}
+
+// enrollURL is the base of the hosted enrolment page, or "" without a
+// public URL.
+func (c Config) enrollURL() string {
+	if c.PublicURL == "" {
+		return ""
+	}
+	return strings.TrimSuffix(c.PublicURL, "/") + "/enroll/"
+}
+
+// Validate checks the settings, alone and against each other, and reports
+// every problem at once, each naming its flag. The settings of the flows,
+// TOTP and WebAuthn are checked by their packages' validators
+// (mfa.Options.Validate, which calls totp.Params.Validate and
+// mfa.Limits.Validate, and passkey.Config.Validate).
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -205,41 +308,9 @@ func (c Config) Validate() error {
 	if c.SealKeys != "" && c.SealKeyFile != "" {
 		bad("-seal-keys and -seal-key-file: give one, not both")
 	}
-	switch c.Policy {
-	case "activation-code", "strong-only", "open":
-	default:
-		bad("-enrollment-policy %q: want activation-code, strong-only or open", c.Policy)
-	}
-	switch c.TOTPAlgorithm {
-	case "SHA1", "SHA256", "SHA512":
-	default:
-		bad("-totp-algorithm %q: want SHA1, SHA256 or SHA512", c.TOTPAlgorithm)
-	}
-	if c.TOTPDigits != 6 && c.TOTPDigits != 8 {
-		bad("-totp-digits %d: want 6 or 8", c.TOTPDigits)
-	}
-	if c.MaxFailures < 1 {
-		bad("-max-failures %d: want at least 1", c.MaxFailures)
-	}
-	if c.LockoutBase <= 0 || c.LockoutMax < c.LockoutBase {
-		bad("-lockout-base %s, -lockout-max %s: want 0 < base ≤ max", c.LockoutBase, c.LockoutMax)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"-enrollment-ttl", c.EnrollmentTTL}, {"-activation-ttl", c.ActivationTTL}, {"-fresh-verification", c.FreshVerification}} {
-		if d.v <= 0 || d.v > 7*24*time.Hour {
-			bad("%s %s: want between 0 and 168h", d.name, d.v)
-		}
-	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("-public-url %q: want an absolute http(s) URL", c.PublicURL)
-		}
-	}
-	for _, r := range c.ReturnURLs {
-		if u, err := url.Parse(r); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("-return-urls: %q is not an absolute http(s) URL", r)
 		}
 	}
 	if c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 16<<20 {
@@ -250,7 +321,75 @@ func (c Config) Validate() error {
 	default:
 		bad("-log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
+	errs = append(errs, underFlags(c.MFA().Validate())...)
+	errs = append(errs, underFlags(c.Passkey().Validate())...)
 	return errors.Join(errs...)
+}
+
+// underFlags turns each *mfa.SettingError in err into an error naming the
+// flag of the setting.
+func underFlags(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var errs []error
+		for _, e := range j.Unwrap() {
+			errs = append(errs, underFlags(e)...)
+		}
+		return errs
+	}
+	var se *mfa.SettingError
+	if errors.As(err, &se) {
+		if f := flagOf(se.Setting); f != "" {
+			return []error{fmt.Errorf("%s %s", f, se.Reason)}
+		}
+	}
+	return []error{err}
+}
+
+// flagOf names the flag of a setting that mfa or passkey validates, or ""
+// for a setting that is not a flag.
+func flagOf(setting string) string {
+	switch setting {
+	case "enrolment policy":
+		return "-enrollment-policy"
+	case "totp algorithm":
+		return "-totp-algorithm"
+	case "totp digits":
+		return "-totp-digits"
+	case "max failures":
+		return "-max-failures"
+	case "base lockout":
+		return "-lockout-base"
+	case "max lockout":
+		return "-lockout-max"
+	case "failure ttl":
+		return "-failure-ttl"
+	case "enrolment ttl":
+		return "-enrollment-ttl"
+	case "activation ttl":
+		return "-activation-ttl"
+	case "fresh verification":
+		return "-fresh-verification"
+	case "return url":
+		return "-return-urls"
+	case "webauthn rp id":
+		return "-webauthn-rp-id"
+	case "webauthn origins", "webauthn origin":
+		return "-webauthn-origins"
+	case "webauthn user verification":
+		return "-webauthn-user-verification"
+	case "webauthn resident key":
+		return "-webauthn-resident-key"
+	case "webauthn attestation":
+		return "-webauthn-attestation"
+	case "webauthn aaguid":
+		return "-webauthn-aaguids"
+	case "webauthn timeout":
+		return "-webauthn-timeout"
+	}
+	return ""
 }
 
 // TLS reports whether the gRPC server is given a certificate.

@@ -3,9 +3,9 @@ package grpcapi_test
 import (
 	"context"
 	"encoding/base32"
+	"encoding/base64"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,14 +18,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
-	"github.com/secondfactor/secondfactor/internal/boltstore"
-	"github.com/secondfactor/secondfactor/internal/grpcapi"
+	"github.com/secondfactor/secondfactor/internal/config"
 	"github.com/secondfactor/secondfactor/internal/mfa"
-	"github.com/secondfactor/secondfactor/internal/passkey"
-	"github.com/secondfactor/secondfactor/internal/redisstore"
 	"github.com/secondfactor/secondfactor/internal/redistest"
-	"github.com/secondfactor/secondfactor/internal/seal"
 	"github.com/secondfactor/secondfactor/internal/secret"
+	"github.com/secondfactor/secondfactor/internal/server"
 	"github.com/secondfactor/secondfactor/internal/totp"
 )
 
@@ -52,23 +49,6 @@ func (c *clock) Advance(d time.Duration) {
 // storeKinds are the stores every end-to-end test runs on.
 var storeKinds = []string{"bolt", "redis"}
 
-// redisAddr is set by newStore for the redis kind, for tests that look
-// inside the store.
-func newStore(t testing.TB, kind string) (mfa.Store, string) {
-	switch kind {
-	case "bolt":
-		s, err := boltstore.Open(filepath.Join(t.TempDir(), "sf.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s, ""
-	default:
-		addr := redistest.Start(t)
-		return redisstore.New(redistest.Client(t, addr)), addr
-	}
-}
-
 const (
 	portalToken = "portal-token-for-tests-0123456789abcdef"
 	adminToken  = "admin-token-for-tests-0123456789abcdef"
@@ -80,55 +60,75 @@ type env struct {
 	portal    sfv1.SecondFactorServiceClient
 	admin     sfv1.AdminServiceClient
 	conn      *grpc.ClientConn
-	redisAddr string
+	redisAddr string // for the redis kind, for tests that look inside the store
 }
 
+// envOptions change the server's settings from those of newEnv.
 type envOptions struct {
-	policy  mfa.Policy
-	limits  mfa.Limits
-	params  totp.Params
-	passkey passkey.Config // RPID and Origins default to portal.example
+	policy mfa.Policy           // "" keeps the default
+	limits mfa.Limits           // zero keeps the defaults
+	params totp.Params          // zero keeps the defaults; the period is always 30 s
+	config func(*config.Config) // any other setting
 }
 
 // origin is the portal's origin in WebAuthn tests.
 const origin = "https://portal.example"
 
+// newEnv starts the server as secondfactord builds it (server.New), on the
+// store kind, at a clock the test moves: a zero sealing key, a portal and
+// an admin caller, the relying party portal.example, and o's changes.
 func newEnv(t testing.TB, kind string, o envOptions) *env {
 	t.Helper()
-	store, redisAddr := newStore(t, kind)
-	ring, err := seal.NewRing([]seal.Key{{ID: "k1", Bytes: make([]byte, 32)}})
-	if err != nil {
-		t.Fatal(err)
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = ""
+	cfg.SealKeys = secret.String("k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)))
+	cfg.Callers = []string{
+		"portal:portal:" + secret.Hash(portalToken),
+		"alice-admin:admin:" + secret.Hash(adminToken),
+	}
+	cfg.Issuer = "Portail Pro"
+	cfg.ReturnURLs = []string{"https://portal.example/mfa/done"}
+	cfg.WebAuthnRPID, cfg.WebAuthnOrigins = "portal.example", []string{origin}
+	if o.policy != "" {
+		cfg.Policy = string(o.policy)
+	}
+	if o.limits != (mfa.Limits{}) {
+		cfg.MaxFailures, cfg.LockoutBase, cfg.LockoutMax, cfg.FailureTTL = o.limits.MaxFailures, o.limits.BaseLockout, o.limits.MaxLockout, o.limits.FailureTTL
+	}
+	if o.params != (totp.Params{}) {
+		if o.params.Period != totp.DefaultParams().Period {
+			t.Fatalf("TOTP period %s: the server's is always %s", o.params.Period, totp.DefaultParams().Period)
+		}
+		cfg.TOTPAlgorithm, cfg.TOTPDigits = string(o.params.Algorithm), o.params.Digits
+	}
+	var redisAddr string
+	if kind == "redis" {
+		redisAddr = redistest.Start(t)
+		cfg.Store, cfg.RedisAddrs = "redis", []string{redisAddr}
+	}
+	if o.config != nil {
+		o.config(&cfg)
 	}
 	clk := newClock()
-	pc := o.passkey
-	if pc.RPID == "" {
-		pc.RPID, pc.Origins = "portal.example", []string{origin}
-	}
-	pc.DecoyKey = ring.Derive("webauthn decoy credential")
-	rp, err := passkey.New(pc)
+	srv, err := server.New(t.Context(), cfg, discardLogger(), server.WithClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := mfa.New(mfa.Options{
-		Store: store, Ring: ring, RP: rp, Policy: o.policy, Limits: o.limits, TOTP: o.params,
-		Issuer: "Portail Pro", Now: clk.Now,
-		ReturnURLs: []string{"https://portal.example/mfa/done"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	callers := grpcapi.Callers{
-		secret.Hash(portalToken): {Name: "portal", Roles: []grpcapi.Role{grpcapi.RolePortal}},
-		secret.Hash(adminToken):  {Name: "alice-admin", Roles: []grpcapi.Role{grpcapi.RoleAdmin}},
-	}
-	srv := grpcapi.New(grpcapi.Options{Service: svc, Callers: callers, Logger: discardLogger()})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(server.Listeners{GRPC: lis}) }()
+	t.Cleanup(func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
 	conn := dial(t, lis.Addr().String())
 	return &env{
 		clock: clk, conn: conn, redisAddr: redisAddr,
@@ -152,7 +152,11 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			t.Errorf("close client: %v", err)
+		}
+	})
 	return conn
 }
 
@@ -175,11 +179,7 @@ type enrolled struct {
 // code returns the user's code at the env's clock.
 func (e *env) code(t testing.TB, u enrolled) string {
 	t.Helper()
-	c, err := totp.Code(u.secret, u.params, u.params.Step(e.clock.Now()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return e.codeAt(t, u, 0)
 }
 
 // enrollTOTP enrols userID with PROOF_STRONG and returns its secret. The
@@ -226,25 +226,58 @@ func wantCode(t testing.TB, what string, err error, want codes.Code) {
 	}
 }
 
+// codeAt returns the user's code offset steps from the env's clock.
+func (e *env) codeAt(t testing.TB, u enrolled, offset int64) string {
+	t.Helper()
+	c, err := totp.Code(u.secret, u.params, u.params.Step(e.clock.Now())+offset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // wrongCode returns a code of the right length that matches none of the
 // steps the server accepts at the env's clock.
 func (e *env) wrongCode(t testing.TB, u enrolled) string {
 	t.Helper()
-	step := u.params.Step(e.clock.Now())
+	return e.wrongCodes(t, u, 1)[0]
+}
+
+// wrongCodes returns n different codes of the right length, none of which
+// matches a step the server accepts at the env's clock.
+func (e *env) wrongCodes(t testing.TB, u enrolled, n int) []string {
+	t.Helper()
 	taken := map[string]bool{}
-	for s := step - 1; s <= step+1; s++ {
-		c, err := totp.Code(u.secret, u.params, s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		taken[c] = true
+	for s := int64(-1); s <= 1; s++ {
+		taken[e.codeAt(t, u, s)] = true
 	}
-	for n := 0; ; n++ {
-		c := fmt.Sprintf("%0*d", u.params.Digits, n)
-		if !taken[c] {
-			return c
+	var codes []string
+	for i := 0; len(codes) < n; i++ {
+		if c := fmt.Sprintf("%0*d", u.params.Digits, i); !taken[c] {
+			codes = append(codes, c)
 		}
 	}
+	return codes
+}
+
+// getUser returns what GetUser answers for userID.
+func (e *env) getUser(t testing.TB, userID string) *sfv1.GetUserResponse {
+	t.Helper()
+	r, err := e.portal.GetUser(context.Background(), &sfv1.GetUserRequest{UserId: userID}, asPortal)
+	if err != nil {
+		t.Fatalf("GetUser(%s): %v", userID, err)
+	}
+	return r
+}
+
+// beginTOTP starts a TOTP enrolment in the session token.
+func (e *env) beginTOTP(t testing.TB, token string) *sfv1.BeginTOTPEnrollmentResponse {
+	t.Helper()
+	b, err := e.portal.BeginTOTPEnrollment(context.Background(), &sfv1.BeginTOTPEnrollmentRequest{EnrollmentToken: token, Name: "phone"}, asPortal)
+	if err != nil {
+		t.Fatalf("BeginTOTPEnrollment: %v", err)
+	}
+	return b
 }
 
 // enrolledFrom reads a pending TOTP factor's secret and parameters.
@@ -294,7 +327,11 @@ func assertNotInRedis(t *testing.T, addr string, secrets map[string]string) {
 	t.Helper()
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
+	defer func() {
+		if err := rdb.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	keys, err := rdb.Keys(ctx, "*").Result()
 	if err != nil || len(keys) == 0 {
 		t.Fatalf("redis holds no key (%v): the test looks at the wrong server", err)

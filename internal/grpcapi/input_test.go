@@ -189,19 +189,19 @@ func TestRedisHoldsNoPlaintextSecret(t *testing.T) {
 	}
 	u := e.finishTOTP(t, "dr-secret", ce.GetToken(), ac.GetCode())
 	// A second session and code that stay unused, so they are still stored.
-	ce2, _ := e.portal.CreateEnrollment(ctx, &sfv1.CreateEnrollmentRequest{UserId: "dr-other", Proof: sfv1.Proof_PROOF_STRONG}, asPortal)
-	ac2, _ := e.admin.IssueActivationCode(ctx, &sfv1.IssueActivationCodeRequest{UserId: "dr-other", Reason: "checked"}, asAdmin)
-	b2, err := e.portal.BeginTOTPEnrollment(ctx, &sfv1.BeginTOTPEnrollmentRequest{EnrollmentToken: ce2.GetToken(), Name: "phone"}, asPortal)
+	tok2 := e.createEnrollment(t, "dr-other", sfv1.Proof_PROOF_STRONG)
+	ac2, err := e.admin.IssueActivationCode(ctx, &sfv1.IssueActivationCodeRequest{UserId: "dr-other", Reason: "checked"}, asAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b2 := e.beginTOTP(t, tok2)
 
 	assertNotInRedis(t, e.redisAddr, map[string]string{
 		"TOTP secret (base32)":         base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(u.secret),
 		"TOTP secret (raw)":            string(u.secret),
 		"pending TOTP secret (base32)": b2.GetSecret(),
 		"enrolment token":              ce.GetToken(),
-		"unused enrolment token":       ce2.GetToken(),
+		"unused enrolment token":       tok2,
 		"activation code":              ac.GetCode(),
 		"unused activation code":       ac2.GetCode(),
 	})

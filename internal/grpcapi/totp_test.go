@@ -46,8 +46,7 @@ func TestEnrollAndVerifyTOTP(t *testing.T) {
 		}
 		// The previous step's code is inside the skew window but older than
 		// the accepted step: refused.
-		prev, _ := totp.Code(u.secret, u.params, u.params.Step(e.clock.Now())-1)
-		if v := e.verify(t, u.userID, prev).GetVerdict(); v != sfv1.Verdict_VERDICT_REJECTED {
+		if v := e.verify(t, u.userID, e.codeAt(t, u, -1)).GetVerdict(); v != sfv1.Verdict_VERDICT_REJECTED {
 			t.Fatalf("an older step after a newer one: %v, want REJECTED", v)
 		}
 		// One step later the next code is accepted.
@@ -56,14 +55,12 @@ func TestEnrollAndVerifyTOTP(t *testing.T) {
 			t.Fatalf("the next step's code: %v", v)
 		}
 		// Skew: the code of the next step is accepted now, once.
-		next, _ := totp.Code(u.secret, u.params, u.params.Step(e.clock.Now())+1)
-		if v := e.verify(t, u.userID, next).GetVerdict(); v != sfv1.Verdict_VERDICT_ACCEPTED {
+		if v := e.verify(t, u.userID, e.codeAt(t, u, +1)).GetVerdict(); v != sfv1.Verdict_VERDICT_ACCEPTED {
 			t.Fatalf("a code one step ahead: %v", v)
 		}
 		// Two steps off: refused.
 		e.clock.Advance(5 * time.Minute)
-		far, _ := totp.Code(u.secret, u.params, u.params.Step(e.clock.Now())+2)
-		if v := e.verify(t, u.userID, far).GetVerdict(); v != sfv1.Verdict_VERDICT_REJECTED {
+		if v := e.verify(t, u.userID, e.codeAt(t, u, +2)).GetVerdict(); v != sfv1.Verdict_VERDICT_REJECTED {
 			t.Fatalf("a code two steps ahead: %v, want REJECTED", v)
 		}
 	})
@@ -97,7 +94,7 @@ func TestOathtoolCodes(t *testing.T) {
 		t.Skip("oathtool is not installed")
 	}
 	forEachStore(t, func(t *testing.T, kind string) {
-		for _, p := range []totp.Params{totp.DefaultParams, {Algorithm: totp.SHA256, Digits: 8, Period: 30 * time.Second}} {
+		for _, p := range []totp.Params{totp.DefaultParams(), {Algorithm: totp.SHA256, Digits: 8, Period: 30 * time.Second}} {
 			e := newEnv(t, kind, envOptions{params: p})
 			u := e.enrollTOTP(t, "dr-"+string(p.Algorithm))
 			b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(u.secret)
@@ -142,18 +139,12 @@ func TestParallelWrongCodesLock(t *testing.T) {
 		e := newEnv(t, kind, envOptions{})
 		u := e.enrollTOTP(t, "dr-martin")
 		right := e.code(t, u)
-		wrong := func(i int) string {
-			c := fmt.Sprintf("%06d", (i*7919+13)%1000000)
-			if c == right {
-				c = fmt.Sprintf("%06d", (i*7919+14)%1000000)
-			}
-			return c
-		}
-		got := verifyAtOnce(t, e, 50, u.userID, wrong)
+		wrong := e.wrongCodes(t, u, 50)
+		got := verifyAtOnce(t, e, 50, u.userID, func(i int) string { return wrong[i] })
 		if got[sfv1.Verdict_VERDICT_REJECTED] != 10 || got[sfv1.Verdict_VERDICT_LOCKED] != 40 {
 			t.Fatalf("50 wrong codes at once: %v, want 10 REJECTED (evaluated) and 40 LOCKED", got)
 		}
-		for _, c := range []string{right, wrong(0)} {
+		for _, c := range []string{right, wrong[0]} {
 			r := e.verify(t, u.userID, c)
 			if r.GetVerdict() != sfv1.Verdict_VERDICT_LOCKED || r.GetRetryAfter().AsDuration() != 30*time.Second {
 				t.Fatalf("while locked, code %s: %v, want LOCKED with retry after 30s", c, r)
@@ -176,11 +167,7 @@ func TestParallelWrongCodesLock(t *testing.T) {
 func TestUnknownUserLooksLikeWrongCode(t *testing.T) {
 	e := newEnv(t, "bolt", envOptions{})
 	u := e.enrollTOTP(t, "dr-martin")
-	right := e.code(t, u)
-	wrong := "000000"
-	if wrong == right {
-		wrong = "000001"
-	}
+	wrong := e.wrongCode(t, u)
 	for i := 1; i <= 11; i++ {
 		a := e.verify(t, "dr-martin", wrong)
 		b := e.verify(t, "nobody-by-this-name", wrong)
@@ -264,8 +251,7 @@ func TestEnrollmentRules(t *testing.T) {
 			t.Fatalf("existing factor after a verification: %v", err)
 		}
 		e.finishTOTP(t, "dr-durand", ce3.GetToken(), "")
-		gu, _ := e.portal.GetUser(ctx, &sfv1.GetUserRequest{UserId: "dr-durand"}, asPortal)
-		if len(gu.GetFactors()) != 2 {
+		if gu := e.getUser(t, "dr-durand"); len(gu.GetFactors()) != 2 {
 			t.Fatalf("after adding a factor: %v", gu)
 		}
 		_, err = create("dr-nobody", sfv1.Proof_PROOF_EXISTING_FACTOR)
@@ -299,24 +285,17 @@ func TestEnrollmentPolicies(t *testing.T) {
 func TestPendingFactorVerifiesNothing(t *testing.T) {
 	e := newEnv(t, "bolt", envOptions{})
 	ctx := context.Background()
-	ce, _ := e.portal.CreateEnrollment(ctx, &sfv1.CreateEnrollmentRequest{UserId: "u1", Proof: sfv1.Proof_PROOF_STRONG}, asPortal)
-	b, err := e.portal.BeginTOTPEnrollment(ctx, &sfv1.BeginTOTPEnrollmentRequest{EnrollmentToken: ce.GetToken(), Name: "phone"}, asPortal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(b.GetSecret())
-	code, _ := totp.Code(sec, totp.DefaultParams, totp.DefaultParams.Step(e.clock.Now()))
+	tok := e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG)
+	b := e.beginTOTP(t, tok)
+	u := enrolledFrom(t, "u1", b)
+	code := e.code(t, u)
 	if v := e.verify(t, "u1", code).GetVerdict(); v != sfv1.Verdict_VERDICT_REJECTED {
 		t.Fatalf("a pending factor's code at login: %v, want REJECTED", v)
 	}
 	// A wrong confirming code is refused, and the right one still works.
-	wrongCode := "000000"
-	if wrongCode == code {
-		wrongCode = "000001"
-	}
-	_, err = e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: ce.GetToken(), FactorId: b.GetFactorId(), Code: wrongCode}, asPortal)
+	_, err := e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: tok, FactorId: b.GetFactorId(), Code: e.wrongCode(t, u)}, asPortal)
 	wantCode(t, "wrong confirming code", err, codes.InvalidArgument)
-	if _, err = e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: ce.GetToken(), FactorId: b.GetFactorId(), Code: code}, asPortal); err != nil {
+	if _, err = e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: tok, FactorId: b.GetFactorId(), Code: code}, asPortal); err != nil {
 		t.Fatal(err)
 	}
 	// The confirming code counts as used.
@@ -324,11 +303,10 @@ func TestPendingFactorVerifiesNothing(t *testing.T) {
 		t.Fatalf("the confirming code at login: %v, want REJECTED", v)
 	}
 	// The pending factor expires after 10 minutes.
-	ce, _ = e.portal.CreateEnrollment(ctx, &sfv1.CreateEnrollmentRequest{UserId: "u2", Proof: sfv1.Proof_PROOF_STRONG}, asPortal)
-	b, _ = e.portal.BeginTOTPEnrollment(ctx, &sfv1.BeginTOTPEnrollmentRequest{EnrollmentToken: ce.GetToken(), Name: "phone"}, asPortal)
+	tok = e.createEnrollment(t, "u2", sfv1.Proof_PROOF_STRONG)
+	b = e.beginTOTP(t, tok)
 	e.clock.Advance(11 * time.Minute)
-	sec, _ = base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(b.GetSecret())
-	code, _ = totp.Code(sec, totp.DefaultParams, totp.DefaultParams.Step(e.clock.Now()))
-	_, err = e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: ce.GetToken(), FactorId: b.GetFactorId(), Code: code}, asPortal)
+	u = enrolledFrom(t, "u2", b)
+	_, err = e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: tok, FactorId: b.GetFactorId(), Code: e.code(t, u)}, asPortal)
 	wantCode(t, "expired pending factor", err, codes.NotFound)
 }

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
-	"github.com/secondfactor/secondfactor/internal/passkey"
+	"github.com/secondfactor/secondfactor/internal/config"
 	"github.com/secondfactor/secondfactor/internal/webauthntest"
 )
 
@@ -95,6 +95,25 @@ func wantVerdict(t testing.TB, what string, got, want sfv1.Verdict) {
 	}
 }
 
+// sign is the authenticator's assertion for the request options.
+func sign(t testing.TB, a *webauthntest.Authenticator, options []byte) []byte {
+	t.Helper()
+	assertion, err := a.Get(options, origin)
+	if err != nil {
+		t.Fatalf("authenticator get: %v", err)
+	}
+	return assertion
+}
+
+func marshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestWebAuthnRegisterAndLogin(t *testing.T) {
 	forEachStore(t, func(t *testing.T, kind string) {
 		e := newEnv(t, kind, envOptions{})
@@ -128,8 +147,7 @@ func TestWebAuthnRegisterAndLogin(t *testing.T) {
 			t.Fatalf("an old assertion on a new challenge: %v %v, want REJECTED", r, err)
 		}
 		wantVerdict(t, "a second login", e.loginWith(t, "dr-key", a, origin, webauthntest.Tamper{}), sfv1.Verdict_VERDICT_ACCEPTED)
-		gu, _ = e.portal.GetUser(ctx, &sfv1.GetUserRequest{UserId: "dr-key"}, asPortal)
-		if gu.GetFactors()[0].GetLastUsedAt() == nil {
+		if gu := e.getUser(t, "dr-key"); gu.GetFactors()[0].GetLastUsedAt() == nil {
 			t.Fatal("last use not recorded")
 		}
 
@@ -186,7 +204,7 @@ func TestWebAuthnLoginRefusals(t *testing.T) {
 
 		// An expired challenge.
 		id, options := e.beginLogin(t, "dr-b")
-		assertion, _ := b.Get(options, origin)
+		assertion := sign(t, b, options)
 		e.clock.Advance(6 * time.Minute)
 		r, err := e.finishLogin(t, id, assertion)
 		if err != nil || r.GetVerdict() != sfv1.Verdict_VERDICT_REJECTED {
@@ -217,8 +235,7 @@ func shape(t testing.TB, options []byte) string {
 		}
 		return v
 	}
-	b, _ := json.Marshal(blank(v))
-	return string(b)
+	return string(marshal(t, blank(v)))
 }
 
 func TestWebAuthnSameAssertionAtOnce(t *testing.T) {
@@ -226,7 +243,7 @@ func TestWebAuthnSameAssertionAtOnce(t *testing.T) {
 		e := newEnv(t, kind, envOptions{})
 		a, _ := e.registerKey(t, "dr-a")
 		id, options := e.beginLogin(t, "dr-a")
-		assertion, _ := a.Get(options, origin)
+		assertion := sign(t, a, options)
 		got := verdictsAtOnce(t, 50, func(int) (sfv1.Verdict, error) {
 			r, err := e.finishLogin(t, id, assertion)
 			return r.GetVerdict(), err
@@ -255,20 +272,24 @@ func TestWebAuthnRegistrationRefusals(t *testing.T) {
 		a, _ := e.registerKey(t, "dr-a")
 		_, err = e.registerWith(t, e.createEnrollment(t, "dr-b", sfv1.Proof_PROOF_STRONG), a, origin, webauthntest.Tamper{CredentialID: a.Credentials()[0]})
 		refused("a credential ID registered to another user", err, codes.AlreadyExists)
-		gu, _ := e.portal.GetUser(ctx, &sfv1.GetUserRequest{UserId: "dr-b"}, asPortal)
-		if gu.GetEnrolled() {
+		if e.getUser(t, "dr-b").GetEnrolled() {
 			t.Fatal("the duplicate credential was stored")
 		}
 		for _, u := range []string{"u1", "u2"} {
-			gu, _ := e.portal.GetUser(ctx, &sfv1.GetUserRequest{UserId: u}, asPortal)
-			if gu.GetEnrolled() {
+			if e.getUser(t, u).GetEnrolled() {
 				t.Fatalf("%s enrolled after a refused registration", u)
 			}
 		}
 		// A refused registration spends its challenge: Finish again fails.
 		tok := e.createEnrollment(t, "u3", sfv1.Proof_PROOF_STRONG)
-		b, _ := e.portal.BeginWebAuthnRegistration(ctx, &sfv1.BeginWebAuthnRegistrationRequest{EnrollmentToken: tok, Name: "k"}, asPortal)
-		good, _ := webauthntest.New().Create([]byte(b.GetOptionsJson()), origin)
+		b, err := e.portal.BeginWebAuthnRegistration(ctx, &sfv1.BeginWebAuthnRegistrationRequest{EnrollmentToken: tok, Name: "k"}, asPortal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		good, err := webauthntest.New().Create([]byte(b.GetOptionsJson()), origin)
+		if err != nil {
+			t.Fatal(err)
+		}
 		_, err = e.portal.FinishWebAuthnRegistration(ctx, &sfv1.FinishWebAuthnRegistrationRequest{EnrollmentToken: tok, CredentialJson: "{"}, asPortal)
 		refused("malformed credential", err, codes.InvalidArgument)
 		_, err = e.portal.FinishWebAuthnRegistration(ctx, &sfv1.FinishWebAuthnRegistrationRequest{EnrollmentToken: tok, CredentialJson: string(good)}, asPortal)
@@ -279,7 +300,7 @@ func TestWebAuthnRegistrationRefusals(t *testing.T) {
 func TestWebAuthnPolicy(t *testing.T) {
 	forEachStore(t, func(t *testing.T, kind string) {
 		t.Run("user verification required", func(t *testing.T) {
-			e := newEnv(t, kind, envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, UserVerification: "required"}})
+			e := newEnv(t, kind, envOptions{config: func(c *config.Config) { c.WebAuthnUserVerification = "required" }})
 			noUV := webauthntest.New()
 			noUV.UserVerified = false
 			_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), noUV, origin, webauthntest.Tamper{})
@@ -291,7 +312,7 @@ func TestWebAuthnPolicy(t *testing.T) {
 			wantVerdict(t, "login with UV", e.loginWith(t, "u2", a, origin, webauthntest.Tamper{}), sfv1.Verdict_VERDICT_ACCEPTED)
 		})
 		t.Run("AAGUID allow-list", func(t *testing.T) {
-			e := newEnv(t, kind, envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, AAGUIDs: []string{"01020304-0506-0708-0102-030405060708"}}})
+			e := newEnv(t, kind, envOptions{config: func(c *config.Config) { c.WebAuthnAAGUIDs = []string{"01020304-0506-0708-0102-030405060708"} }})
 			_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), webauthntest.New(), origin, webauthntest.Tamper{})
 			wantCode(t, "an authenticator model not on the list", err, codes.InvalidArgument)
 			allowed := webauthntest.New()
@@ -301,7 +322,7 @@ func TestWebAuthnPolicy(t *testing.T) {
 			}
 		})
 		t.Run("synced passkeys refused", func(t *testing.T) {
-			e := newEnv(t, kind, envOptions{passkey: passkey.Config{RPID: "portal.example", Origins: []string{origin}, RefuseSynced: true}})
+			e := newEnv(t, kind, envOptions{config: func(c *config.Config) { c.WebAuthnRefuseSynced = true }})
 			synced := webauthntest.New()
 			synced.BackupEligible, synced.BackupState = true, true
 			_, err := e.registerWith(t, e.createEnrollment(t, "u1", sfv1.Proof_PROOF_STRONG), synced, origin, webauthntest.Tamper{})
@@ -315,16 +336,14 @@ func TestWebAuthnMalformedInput(t *testing.T) {
 	ctx := context.Background()
 	a, _ := e.registerKey(t, "dr-a")
 	_, options := e.beginLogin(t, "dr-a")
-	good, _ := a.Get(options, origin)
-	var m map[string]any
-	json.Unmarshal(good, &m)
+	good := sign(t, a, options)
 	mutate := func(f func(map[string]any)) string {
-		c := map[string]any{}
-		b, _ := json.Marshal(m)
-		json.Unmarshal(b, &c)
+		var c map[string]any
+		if err := json.Unmarshal(good, &c); err != nil {
+			t.Fatal(err)
+		}
 		f(c)
-		out, _ := json.Marshal(c)
-		return string(out)
+		return string(marshal(t, c))
 	}
 	for _, c := range []struct {
 		name      string
@@ -380,8 +399,7 @@ func TestWebAuthnMalformedInput(t *testing.T) {
 	_, err = e.portal.FinishWebAuthnRegistration(ctx, &sfv1.FinishWebAuthnRegistrationRequest{EnrollmentToken: e.createEnrollment(t, "y", sfv1.Proof_PROOF_STRONG)}, asPortal)
 	wantCode(t, "FinishWebAuthnRegistration without credential", err, codes.InvalidArgument)
 	// Nothing half-written: the user with malformed attempts still has one key.
-	gu, _ := e.portal.GetUser(ctx, &sfv1.GetUserRequest{UserId: "dr-a"}, asPortal)
-	if len(gu.GetFactors()) != 1 {
+	if gu := e.getUser(t, "dr-a"); len(gu.GetFactors()) != 1 {
 		t.Fatalf("factors after malformed input: %v", gu.GetFactors())
 	}
 }
@@ -461,7 +479,7 @@ func TestRecoveryCodes(t *testing.T) {
 
 		// A TOTP first factor gets codes too.
 		tok := e.createEnrollment(t, "dr-totp", sfv1.Proof_PROOF_STRONG)
-		b, _ := e.portal.BeginTOTPEnrollment(ctx, &sfv1.BeginTOTPEnrollmentRequest{EnrollmentToken: tok, Name: "phone"}, asPortal)
+		b := e.beginTOTP(t, tok)
 		u := enrolledFrom(t, "dr-totp", b)
 		fr, err := e.portal.FinishTOTPEnrollment(ctx, &sfv1.FinishTOTPEnrollmentRequest{EnrollmentToken: tok, FactorId: b.GetFactorId(), Code: e.code(t, u)}, asPortal)
 		if err != nil || len(fr.GetRecoveryCodes()) != 10 {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"slices"
 	"time"
 
@@ -34,7 +35,8 @@ const (
 	PolicyOpen Policy = "open"
 )
 
-// Options configure a Service. Zero durations take the defaults below.
+// Options configure a Service. New takes the value of DefaultOptions for
+// every zero setting.
 type Options struct {
 	Store  Store
 	Ring   *seal.Ring
@@ -42,12 +44,12 @@ type Options struct {
 	Policy Policy
 	Issuer string      // shown in authenticator apps
 	TOTP   totp.Params // parameters of new TOTP factors
-	Limits Limits
+	Limits Limits      // the failed-attempt policy; zero takes DefaultLimits as a whole
 
-	EnrollmentTTL     time.Duration // enrolment session lifetime, default 15 min
-	PendingTTL        time.Duration // unconfirmed factor lifetime, default 10 min
-	ActivationTTL     time.Duration // activation code lifetime, default 1 h
-	FreshVerification time.Duration // how recent a verification backs PROOF_EXISTING_FACTOR, default 5 min
+	EnrollmentTTL     time.Duration // enrolment session lifetime
+	PendingTTL        time.Duration // unconfirmed factor lifetime
+	ActivationTTL     time.Duration // activation code lifetime
+	FreshVerification time.Duration // how recent a verification backs PROOF_EXISTING_FACTOR
 	EnrollURL         string        // base of the hosted enrolment page, e.g. https://mfa.example/enroll/
 	ReturnURLs        []string      // allowed return URLs, exact match
 
@@ -56,8 +58,131 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultLimits is the failed-attempt policy unless configured otherwise.
-var DefaultLimits = Limits{MaxFailures: 10, BaseLockout: 30 * time.Second, MaxLockout: time.Hour, FailureTTL: 24 * time.Hour}
+// DefaultOptions returns the settings New takes where Options leaves them
+// zero: the activation-code policy, issuer "secondfactor", the TOTP
+// parameters of totp.DefaultParams, DefaultLimits, sessions of 15 minutes,
+// pending factors of 10, activation codes of an hour, and a verification
+// fresh for 5 minutes. Store, Ring, RP and the injections are left nil.
+func DefaultOptions() Options {
+	return Options{
+		Policy:            PolicyActivationCode,
+		Issuer:            "secondfactor",
+		TOTP:              totp.DefaultParams(),
+		Limits:            DefaultLimits(),
+		EnrollmentTTL:     15 * time.Minute,
+		PendingTTL:        10 * time.Minute,
+		ActivationTTL:     time.Hour,
+		FreshVerification: 5 * time.Minute,
+	}
+}
+
+// DefaultLimits returns the failed-attempt policy New takes when
+// Options.Limits is zero: a lock after 10 consecutive failures, 30 seconds
+// long and doubling up to an hour, and failures forgotten after a day
+// without one.
+func DefaultLimits() Limits {
+	return Limits{MaxFailures: 10, BaseLockout: 30 * time.Second, MaxLockout: time.Hour, FailureTTL: 24 * time.Hour}
+}
+
+// SettingError is one setting refused by a validator of this package, or of
+// a RelyingParty's configuration (package passkey reports with it too).
+type SettingError struct {
+	Setting string // the setting in words, e.g. "max failures"
+	Reason  string // the value and what is wanted, e.g. "0: want at least 1"
+}
+
+// Error says which setting is refused and why, e.g. "max failures 0: want
+// at least 1".
+func (e *SettingError) Error() string { return e.Setting + " " + e.Reason }
+
+// settingErrors gathers the refused settings of a validator.
+type settingErrors []error
+
+func (errs *settingErrors) add(setting, format string, args ...any) {
+	*errs = append(*errs, &SettingError{Setting: setting, Reason: fmt.Sprintf(format, args...)})
+}
+
+// Validate reports an unknown policy as a *SettingError.
+func (p Policy) Validate() error {
+	switch p {
+	case PolicyActivationCode, PolicyStrongOnly, PolicyOpen:
+		return nil
+	}
+	return &SettingError{Setting: "enrolment policy", Reason: fmt.Sprintf("%q: want activation-code, strong-only or open", p)}
+}
+
+// Validate reports every refused limit at once, each a *SettingError,
+// joined.
+func (l Limits) Validate() error {
+	var errs settingErrors
+	if l.MaxFailures < 1 {
+		errs.add("max failures", "%d: want at least 1", l.MaxFailures)
+	}
+	if l.BaseLockout <= 0 {
+		errs.add("base lockout", "%s: want more than 0", l.BaseLockout)
+	}
+	if l.MaxLockout < l.BaseLockout {
+		errs.add("max lockout", "%s: want at least the base lockout, %s", l.MaxLockout, l.BaseLockout)
+	}
+	if l.FailureTTL <= 0 {
+		errs.add("failure ttl", "%s: want more than 0", l.FailureTTL)
+	}
+	return errors.Join(errs...)
+}
+
+// maxLifetime bounds the lifetime settings.
+const maxLifetime = 7 * 24 * time.Hour
+
+// Validate reports every refused setting of o at once, each a
+// *SettingError, joined: the policy, the TOTP parameters (as settings "totp
+// algorithm", "totp digits" and "totp period"), the limits, the lifetimes and
+// the return URLs. Zero values are refused: New fills them from
+// DefaultOptions before it calls Validate. Store, Ring, RP and the
+// injections are not settings: New checks them.
+func (o Options) Validate() error {
+	var errs settingErrors
+	if err := o.Policy.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.TOTP.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			var pe *totp.ParamError
+			if !errors.As(e, &pe) {
+				errs = append(errs, e)
+				continue
+			}
+			errs.add("totp "+pe.Param, "%s", pe.Reason)
+		}
+	}
+	if err := o.Limits.Validate(); err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
+	for _, d := range []struct {
+		setting string
+		v       time.Duration
+	}{
+		{"enrolment ttl", o.EnrollmentTTL}, {"pending ttl", o.PendingTTL},
+		{"activation ttl", o.ActivationTTL}, {"fresh verification", o.FreshVerification},
+	} {
+		if d.v <= 0 || d.v > maxLifetime {
+			errs.add(d.setting, "%s: want more than 0 and at most %s", d.v, maxLifetime)
+		}
+	}
+	for _, r := range o.ReturnURLs {
+		if u, err := url.Parse(r); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs.add("return url", "%q: want an absolute http(s) URL", r)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unjoin returns the errors that errors.Join joined, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
 
 // Service runs the flows.
 type Service struct {
@@ -67,42 +192,37 @@ type Service struct {
 // skew is the number of time steps accepted either side of now.
 const skew = 1
 
-// New checks options and returns a Service.
+// New fills the zero settings of o from DefaultOptions, checks them with
+// Options.Validate and returns a Service.
 func New(o Options) (*Service, error) {
 	if o.Store == nil || o.Ring == nil {
 		return nil, errors.New("mfa: Store and Ring are required")
 	}
-	switch o.Policy {
-	case "":
-		o.Policy = PolicyActivationCode
-	case PolicyActivationCode, PolicyStrongOnly, PolicyOpen:
-	default:
-		return nil, fmt.Errorf("mfa: enrolment policy %q: want activation-code, strong-only or open", o.Policy)
-	}
-	if o.TOTP == (totp.Params{}) {
-		o.TOTP = totp.DefaultParams
-	}
-	if err := o.TOTP.Validate(); err != nil {
-		return nil, fmt.Errorf("mfa: %w", err)
-	}
-	if o.Limits == (Limits{}) {
-		o.Limits = DefaultLimits
-	}
-	if o.Limits.MaxFailures < 1 || o.Limits.BaseLockout <= 0 || o.Limits.MaxLockout < o.Limits.BaseLockout || o.Limits.FailureTTL <= 0 {
-		return nil, fmt.Errorf("mfa: limits %+v: want max failures ≥ 1 and 0 < base lockout ≤ max lockout", o.Limits)
+	d := DefaultOptions()
+	if o.Policy == "" {
+		o.Policy = d.Policy
 	}
 	if o.Issuer == "" {
-		o.Issuer = "secondfactor"
+		o.Issuer = d.Issuer
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
+	if o.TOTP == (totp.Params{}) {
+		o.TOTP = d.TOTP
+	}
+	if o.Limits == (Limits{}) {
+		o.Limits = d.Limits
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
 		}
 	}
-	def(&o.EnrollmentTTL, 15*time.Minute)
-	def(&o.PendingTTL, 10*time.Minute)
-	def(&o.ActivationTTL, time.Hour)
-	def(&o.FreshVerification, 5*time.Minute)
+	def(&o.EnrollmentTTL, d.EnrollmentTTL)
+	def(&o.PendingTTL, d.PendingTTL)
+	def(&o.ActivationTTL, d.ActivationTTL)
+	def(&o.FreshVerification, d.FreshVerification)
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("mfa: %w", err)
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}

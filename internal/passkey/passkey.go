@@ -27,13 +27,13 @@ import (
 // Config is the relying party's policy.
 type Config struct {
 	RPID          string   // e.g. portal.example; a domain, not an IP address
-	RPDisplayName string   // shown by the browser
+	RPDisplayName string   // shown by the browser; the RP ID if empty
 	Origins       []string // exact origins allowed: https://…, or http://localhost[:port] for development
-	// UserVerification: "preferred" (default), "required" or "discouraged".
+	// UserVerification: "preferred", "required" or "discouraged".
 	UserVerification string
-	// ResidentKey: "discouraged" (default), "preferred" or "required".
+	// ResidentKey: "discouraged", "preferred" or "required".
 	ResidentKey string
-	// Attestation conveyance: "none" (default), "indirect", "direct" or "enterprise".
+	// Attestation conveyance: "none", "indirect", "direct" or "enterprise".
 	Attestation string
 	// AAGUIDs, when not empty, are the only authenticator models accepted
 	// at registration (hex, with or without dashes).
@@ -41,13 +41,88 @@ type Config struct {
 	// RefuseSynced refuses backup-eligible credentials (passkeys synced
 	// across devices); only device-bound keys are then registered.
 	RefuseSynced bool
-	// Timeout of a ceremony, default 5 minutes; the server enforces it.
+	// Timeout of a ceremony; the server enforces it.
 	Timeout time.Duration
 	// DecoyKey keys the credential IDs shown for users without a
 	// credential: secret and the same on every replica and restart (the
 	// server derives it from the sealing key), so that a decoy cannot be
 	// computed from the user ID nor told from a real, stable credential ID.
+	// It is not a setting: New checks it, Validate does not.
 	DecoyKey []byte
+}
+
+// DefaultConfig returns the policy New takes for every empty setting: user
+// verification preferred, resident keys discouraged, no attestation, and
+// ceremonies of 5 minutes. It names no relying party: RPID and Origins have
+// no default.
+func DefaultConfig() Config {
+	return Config{
+		UserVerification: string(protocol.VerificationPreferred),
+		ResidentKey:      string(protocol.ResidentKeyRequirementDiscouraged),
+		Attestation:      string(protocol.PreferNoAttestation),
+		Timeout:          5 * time.Minute,
+	}
+}
+
+// Validate reports every refused setting of c at once, each an
+// *mfa.SettingError ("webauthn rp id", "webauthn origins", "webauthn
+// origin", "webauthn user verification", "webauthn resident key",
+// "webauthn attestation", "webauthn aaguid", "webauthn timeout"), joined.
+// Empty values are refused: New fills them from DefaultConfig before it
+// calls Validate.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(setting, format string, args ...any) {
+		errs = append(errs, &mfa.SettingError{Setting: "webauthn " + setting, Reason: fmt.Sprintf(format, args...)})
+	}
+	if c.RPID == "" || strings.ContainsAny(c.RPID, ":/ ") {
+		bad("rp id", "%q: want a domain such as portal.example", c.RPID)
+	}
+	if len(c.Origins) == 0 {
+		bad("origins", "empty: want at least one, e.g. https://%s", c.RPID)
+	}
+	for _, o := range c.Origins {
+		u, err := url.Parse(o)
+		switch {
+		case err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.ForceQuery ||
+			u.Fragment != "" || u.User != nil || u.Port() == "0" || strings.HasSuffix(u.Host, ":"):
+			bad("origin", "%q: want scheme://host[:port] with nothing after", o)
+		case u.Scheme == "https":
+		case u.Scheme == "http" && u.Hostname() == "localhost":
+		default:
+			bad("origin", "%q: want https (http only for localhost)", o)
+		}
+		if err == nil && u.Hostname() != c.RPID && !strings.HasSuffix(u.Hostname(), "."+c.RPID) {
+			bad("origin", "%q: its host is not %s or a subdomain of it", o, c.RPID)
+		}
+	}
+	if !oneOf(protocol.UserVerificationRequirement(c.UserVerification),
+		protocol.VerificationPreferred, protocol.VerificationRequired, protocol.VerificationDiscouraged) {
+		bad("user verification", "%q: want preferred, required or discouraged", c.UserVerification)
+	}
+	if !oneOf(protocol.ResidentKeyRequirement(c.ResidentKey),
+		protocol.ResidentKeyRequirementDiscouraged, protocol.ResidentKeyRequirementPreferred, protocol.ResidentKeyRequirementRequired) {
+		bad("resident key", "%q: want discouraged, preferred or required", c.ResidentKey)
+	}
+	if !oneOf(protocol.ConveyancePreference(c.Attestation),
+		protocol.PreferNoAttestation, protocol.PreferIndirectAttestation, protocol.PreferDirectAttestation, protocol.PreferEnterpriseAttestation) {
+		bad("attestation", "%q: want none, indirect, direct or enterprise", c.Attestation)
+	}
+	for _, a := range c.AAGUIDs {
+		if _, ok := parseAAGUID(a); !ok {
+			bad("aaguid", "%q: want 32 hex digits", a)
+		}
+	}
+	if c.Timeout < 10*time.Second || c.Timeout > 30*time.Minute {
+		bad("timeout", "%s: want 10s to 30m", c.Timeout)
+	}
+	return errors.Join(errs...)
+}
+
+// parseAAGUID reads an AAGUID written in hex, with or without dashes.
+func parseAAGUID(s string) ([]byte, bool) {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
+	return b, err == nil && len(b) == 16
 }
 
 // RP is a configured relying party.
@@ -60,77 +135,46 @@ type RP struct {
 	decoyKey     []byte
 }
 
-// New checks the policy and returns the relying party. Every error names the
-// setting at fault.
+// New fills the empty settings of c from DefaultConfig, checks them with
+// Config.Validate and the decoy key, and returns the relying party. Every
+// error names the setting at fault.
 func New(c Config) (*RP, error) {
-	if c.Timeout == 0 {
-		c.Timeout = 5 * time.Minute
-	}
+	d := DefaultConfig()
 	if c.RPDisplayName == "" {
 		c.RPDisplayName = c.RPID
 	}
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.RPID == "" || strings.ContainsAny(c.RPID, ":/ ") {
-		bad("webauthn rp id %q: want a domain such as portal.example", c.RPID)
+	if c.UserVerification == "" {
+		c.UserVerification = d.UserVerification
 	}
-	if len(c.Origins) == 0 {
-		bad("webauthn origins: at least one is required, e.g. https://%s", c.RPID)
+	if c.ResidentKey == "" {
+		c.ResidentKey = d.ResidentKey
 	}
-	for _, o := range c.Origins {
-		u, err := url.Parse(o)
-		switch {
-		case err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.ForceQuery ||
-			u.Fragment != "" || u.User != nil || u.Port() == "0" || strings.HasSuffix(u.Host, ":"):
-			bad("webauthn origin %q: want scheme://host[:port] with nothing after", o)
-		case u.Scheme == "https":
-		case u.Scheme == "http" && u.Hostname() == "localhost":
-		default:
-			bad("webauthn origin %q: want https (http only for localhost)", o)
-		}
-		if err == nil && u.Hostname() != c.RPID && !strings.HasSuffix(u.Hostname(), "."+c.RPID) {
-			bad("webauthn origin %q: its host is not %s or a subdomain of it", o, c.RPID)
-		}
+	if c.Attestation == "" {
+		c.Attestation = d.Attestation
 	}
-	uv, ok := oneOf(protocol.UserVerificationRequirement(c.UserVerification),
-		protocol.VerificationPreferred, protocol.VerificationRequired, protocol.VerificationDiscouraged)
-	if !ok {
-		bad("webauthn user verification %q: want preferred, required or discouraged", c.UserVerification)
+	if c.Timeout == 0 {
+		c.Timeout = d.Timeout
 	}
-	rk, ok := oneOf(protocol.ResidentKeyRequirement(c.ResidentKey),
-		protocol.ResidentKeyRequirementDiscouraged, protocol.ResidentKeyRequirementPreferred, protocol.ResidentKeyRequirementRequired)
-	if !ok {
-		bad("webauthn resident key %q: want discouraged, preferred or required", c.ResidentKey)
+	errs := []error{c.Validate()}
+	if len(c.DecoyKey) < 16 {
+		errs = append(errs, &mfa.SettingError{Setting: "webauthn decoy key", Reason: fmt.Sprintf("of %d bytes: want at least 16 secret bytes", len(c.DecoyKey))})
 	}
-	att, ok := oneOf(protocol.ConveyancePreference(c.Attestation),
-		protocol.PreferNoAttestation, protocol.PreferIndirectAttestation, protocol.PreferDirectAttestation, protocol.PreferEnterpriseAttestation)
-	if !ok {
-		bad("webauthn attestation %q: want none, indirect, direct or enterprise", c.Attestation)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	var aaguids [][]byte
 	for _, a := range c.AAGUIDs {
-		b, err := hex.DecodeString(strings.ReplaceAll(a, "-", ""))
-		if err != nil || len(b) != 16 {
-			bad("webauthn aaguid %q: want 32 hex digits", a)
-			continue
-		}
+		b, _ := parseAAGUID(a) // checked by Validate
 		aaguids = append(aaguids, b)
 	}
-	if len(c.DecoyKey) < 16 {
-		bad("webauthn decoy key: want at least 16 secret bytes")
-	}
-	if c.Timeout < 10*time.Second || c.Timeout > 30*time.Minute {
-		bad("webauthn timeout %s: want 10s to 30m", c.Timeout)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
+	uv := protocol.UserVerificationRequirement(c.UserVerification)
+	rk := protocol.ResidentKeyRequirement(c.ResidentKey)
 	requireRK := rk == protocol.ResidentKeyRequirementRequired
 	wa, err := webauthn.New(&webauthn.Config{
 		RPID:                  c.RPID,
 		RPDisplayName:         c.RPDisplayName,
 		RPOrigins:             c.Origins,
-		AttestationPreference: att,
+		AttestationPreference: protocol.ConveyancePreference(c.Attestation),
 		AuthenticatorSelection: protocol.AuthenticatorSelection{
 			ResidentKey:        rk,
 			RequireResidentKey: &requireRK,
@@ -147,13 +191,9 @@ func New(c Config) (*RP, error) {
 	return &RP{wa: wa, uv: uv, aaguids: aaguids, refuseSynced: c.RefuseSynced, timeout: c.Timeout, decoyKey: c.DecoyKey}, nil
 }
 
-// oneOf checks a setting against its allowed values; empty takes the first,
-// the default.
-func oneOf[T ~string](v T, allowed ...T) (T, bool) {
-	if v == "" {
-		return allowed[0], true
-	}
-	return v, slices.Contains(allowed, v)
+// oneOf reports whether a setting is one of its allowed values.
+func oneOf[T ~string](v T, allowed ...T) bool {
+	return slices.Contains(allowed, v)
 }
 
 // Timeout is how long a ceremony's challenge lives.

@@ -42,23 +42,41 @@ type Params struct {
 	Period    time.Duration // a whole number of seconds, usually 30 s
 }
 
-// DefaultParams are what authenticator apps all support.
-var DefaultParams = Params{Algorithm: SHA1, Digits: 6, Period: 30 * time.Second}
+// DefaultParams returns the parameters every authenticator app supports:
+// SHA-1, 6 digits, 30 seconds.
+func DefaultParams() Params {
+	return Params{Algorithm: SHA1, Digits: 6, Period: 30 * time.Second}
+}
 
-// Validate reports a parameter that is not supported.
+// ParamError is one parameter that Validate refuses.
+type ParamError struct {
+	Param  string // "algorithm", "digits" or "period"
+	Reason string // the value and what is wanted, e.g. "7: want 6 or 8"
+}
+
+// Error says which parameter is refused and why, e.g. "totp digits 7: want
+// 6 or 8".
+func (e *ParamError) Error() string { return "totp " + e.Param + " " + e.Reason }
+
+// Validate reports every parameter that is not supported, each as a
+// *ParamError, joined.
 func (p Params) Validate() error {
+	var errs []error
+	bad := func(param, format string, args ...any) {
+		errs = append(errs, &ParamError{Param: param, Reason: fmt.Sprintf(format, args...)})
+	}
 	switch p.Algorithm {
 	case SHA1, SHA256, SHA512:
 	default:
-		return fmt.Errorf("totp algorithm %q: want SHA1, SHA256 or SHA512", p.Algorithm)
+		bad("algorithm", "%q: want SHA1, SHA256 or SHA512", p.Algorithm)
 	}
 	if p.Digits != 6 && p.Digits != 8 {
-		return fmt.Errorf("totp digits %d: want 6 or 8", p.Digits)
+		bad("digits", "%d: want 6 or 8", p.Digits)
 	}
 	if p.Period < time.Second || p.Period > 5*time.Minute || p.Period%time.Second != 0 {
-		return fmt.Errorf("totp period %s: want whole seconds between 1s and 5m", p.Period)
+		bad("period", "%s: want whole seconds between 1s and 5m", p.Period)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (p Params) otpAlgorithm() otp.Algorithm {

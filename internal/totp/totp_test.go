@@ -96,7 +96,7 @@ func TestStep(t *testing.T) {
 }
 
 func TestCodeNegativeStep(t *testing.T) {
-	if got, err := totp.Code(rfcSeedSHA1, totp.DefaultParams, -1); err == nil {
+	if got, err := totp.Code(rfcSeedSHA1, totp.DefaultParams(), -1); err == nil {
 		t.Errorf("Code(step -1) = %q, nil; want an error", got)
 	}
 }
@@ -115,7 +115,7 @@ func TestCodeDigits(t *testing.T) {
 }
 
 func TestMatch(t *testing.T) {
-	p := totp.DefaultParams
+	p := totp.DefaultParams()
 	now := time.Unix(1700000000, 0)
 	cur := p.Step(now)
 	code := func(step int64) string {
@@ -202,7 +202,7 @@ func TestWrongCode(t *testing.T) {
 // the step as used, so reporting an earlier step would let the same code be
 // replayed in the later one.
 func TestMatchLatestFirst(t *testing.T) {
-	p := totp.DefaultParams
+	p := totp.DefaultParams()
 	// Found by search: steps 57766335 and 57766336 of the RFC SHA1 seed both
 	// have the 6-digit code 251166.
 	const s0, code = 57766335, "251166"
@@ -228,7 +228,7 @@ func TestMatchLatestFirst(t *testing.T) {
 func TestMatchBeforeEpoch(t *testing.T) {
 	// A clock at the epoch makes step -1 part of the window; Match must skip
 	// it, not fail or panic.
-	p := totp.DefaultParams
+	p := totp.DefaultParams()
 	c, err := totp.Code(rfcSeedSHA1, p, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +245,7 @@ func TestParamsValidate(t *testing.T) {
 		p       totp.Params
 		wantErr string // substring; "" means valid
 	}{
-		{"default", totp.DefaultParams, ""},
+		{"default", totp.DefaultParams(), ""},
 		{"SHA256 8 digits", totp.Params{totp.SHA256, 8, 30 * time.Second}, ""},
 		{"SHA512 60s", totp.Params{totp.SHA512, 6, time.Minute}, ""},
 		{"1s", totp.Params{totp.SHA1, 6, time.Second}, ""},
@@ -283,7 +283,7 @@ func TestNewKey(t *testing.T) {
 		wantAlg otp.Algorithm
 		wantDig otp.Digits
 	}{
-		{totp.DefaultParams, otp.AlgorithmSHA1, otp.DigitsSix},
+		{totp.DefaultParams(), otp.AlgorithmSHA1, otp.DigitsSix},
 		{totp.Params{totp.SHA256, 8, 60 * time.Second}, otp.AlgorithmSHA256, otp.DigitsEight},
 		{totp.Params{totp.SHA512, 6, 30 * time.Second}, otp.AlgorithmSHA512, otp.DigitsSix},
 	}
@@ -320,11 +320,11 @@ func TestNewKey(t *testing.T) {
 }
 
 func TestNewKeyRandom(t *testing.T) {
-	a, err := totp.NewKey(rand.Reader, totp.DefaultParams, "i", "a")
+	a, err := totp.NewKey(rand.Reader, totp.DefaultParams(), "i", "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := totp.NewKey(rand.Reader, totp.DefaultParams, "i", "a")
+	b, err := totp.NewKey(rand.Reader, totp.DefaultParams(), "i", "a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestNewKeyRandom(t *testing.T) {
 }
 
 func TestNewKeyShortRead(t *testing.T) {
-	_, err := totp.NewKey(bytes.NewReader(make([]byte, totp.SecretSize-1)), totp.DefaultParams, "i", "a")
+	_, err := totp.NewKey(bytes.NewReader(make([]byte, totp.SecretSize-1)), totp.DefaultParams(), "i", "a")
 	if err == nil {
 		t.Fatal("NewKey with 19 bytes of randomness = nil error, want one")
 	}
@@ -347,7 +347,7 @@ func TestNewKeyShortRead(t *testing.T) {
 }
 
 func TestQRCode(t *testing.T) {
-	k, err := totp.NewKey(rand.Reader, totp.DefaultParams, "Example", "bob")
+	k, err := totp.NewKey(rand.Reader, totp.DefaultParams(), "Example", "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,14 +435,14 @@ func FuzzMatch(f *testing.F) {
 		if unix < -1<<40 || unix > 1<<40 {
 			unix = 59
 		}
-		step, ok := totp.Match(rfcSeedSHA1, totp.DefaultParams, code, time.Unix(unix, 0), skew)
+		step, ok := totp.Match(rfcSeedSHA1, totp.DefaultParams(), code, time.Unix(unix, 0), skew)
 		if !ok {
 			return
 		}
 		if strings.Trim(code, "0123456789") != "" || len(code) != 6 {
 			t.Fatalf("Match(%q) = %d, true for a code that is not six digits", code, step)
 		}
-		want, err := totp.Code(rfcSeedSHA1, totp.DefaultParams, step)
+		want, err := totp.Code(rfcSeedSHA1, totp.DefaultParams(), step)
 		if err != nil || want != code {
 			t.Fatalf("Match(%q) = step %d whose code is %q (%v)", code, step, want, err)
 		}
