@@ -60,7 +60,7 @@ type Options struct {
 
 // DefaultOptions returns the settings New takes where Options leaves them
 // zero: the activation-code policy, issuer "secondfactor", the TOTP
-// parameters of totp.DefaultParams, DefaultLimits, sessions of 15 minutes,
+// parameters of totp.DefaultParams(), DefaultLimits(), sessions of 15 minutes,
 // pending factors of 10, activation codes of an hour, and a verification
 // fresh for 5 minutes. Store, Ring, RP and the injections are left nil.
 func DefaultOptions() Options {

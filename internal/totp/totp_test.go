@@ -185,7 +185,7 @@ func wrongCode(t *testing.T, secret []byte, p totp.Params, now time.Time, skew i
 }
 
 func TestWrongCode(t *testing.T) {
-	for _, p := range []totp.Params{totp.DefaultParams, {Algorithm: totp.SHA256, Digits: 8, Period: time.Minute}} {
+	for _, p := range []totp.Params{totp.DefaultParams(), {Algorithm: totp.SHA256, Digits: 8, Period: time.Minute}} {
 		for _, now := range []time.Time{time.Unix(0, 0), time.Unix(1700000000, 0), time.Unix(57766336*30, 0)} {
 			for skew := range 3 {
 				c := wrongCode(t, rfcSeedSHA1, p, now, skew)
