@@ -2,54 +2,23 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/secondfactor/secondfactor/internal/boltstore"
-	"github.com/secondfactor/secondfactor/internal/grpcapi"
-	"github.com/secondfactor/secondfactor/internal/mfa"
-	"github.com/secondfactor/secondfactor/internal/passkey"
-	"github.com/secondfactor/secondfactor/internal/seal"
 	"github.com/secondfactor/secondfactor/internal/secret"
+	"github.com/secondfactor/secondfactor/internal/server/servertest"
 )
 
-// startServer runs the real gRPC server on the embedded store on a loopback
-// listener and returns the environment that points the load generator at it.
+// startServer runs the real server (as secondfactord builds it) on the
+// embedded store on a loopback listener and returns the environment that
+// points the load generator at it.
 func startServer(t *testing.T) map[string]string {
 	t.Helper()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sf.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	ring, err := seal.NewRing([]seal.Key{{ID: "k1", Bytes: make([]byte, 32)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp, err := passkey.New(passkey.Config{RPID: "localhost", Origins: []string{"http://localhost:7080"}, DecoyKey: ring.Derive("decoy")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := mfa.New(mfa.Options{Store: store, Ring: ring, RP: rp})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const token = "loadgen-test-token-0123456789"
-	srv := grpcapi.New(grpcapi.Options{
-		Service: svc,
-		Callers: grpcapi.Callers{secret.Hash(token): {Name: "bench", Roles: []grpcapi.Role{grpcapi.RolePortal}}},
-		Logger:  slog.New(slog.DiscardHandler),
-	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return map[string]string{"SECONDFACTOR_ADDR": lis.Addr().String(), "SECONDFACTOR_TOKEN": token}
+	cfg := servertest.Config(t)
+	cfg.Callers = []string{"bench:portal:" + secret.Hash(token)}
+	addrs := servertest.Start(t, cfg, nil)
+	return map[string]string{"SECONDFACTOR_ADDR": addrs.GRPC, "SECONDFACTOR_TOKEN": token}
 }
 
 type result struct {

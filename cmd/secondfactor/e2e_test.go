@@ -2,57 +2,27 @@ package main
 
 import (
 	"encoding/base32"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/secondfactor/secondfactor/internal/boltstore"
-	"github.com/secondfactor/secondfactor/internal/grpcapi"
-	"github.com/secondfactor/secondfactor/internal/mfa"
-	"github.com/secondfactor/secondfactor/internal/passkey"
-	"github.com/secondfactor/secondfactor/internal/seal"
 	"github.com/secondfactor/secondfactor/internal/secret"
+	"github.com/secondfactor/secondfactor/internal/server"
+	"github.com/secondfactor/secondfactor/internal/server/servertest"
 	"github.com/secondfactor/secondfactor/internal/totp"
 )
 
-// startReal runs the real gRPC server on the embedded store on a loopback
-// listener, at a clock the test moves, and returns the CLI's environment.
+// startReal runs the real server (as secondfactord builds it) on the
+// embedded store on a loopback listener, at a clock the test moves, and
+// returns the CLI's environment.
 func startReal(t *testing.T, now func() time.Time) map[string]string {
 	t.Helper()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sf.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	ring, err := seal.NewRing([]seal.Key{{ID: "k1", Bytes: make([]byte, 32)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp, err := passkey.New(passkey.Config{RPID: "localhost", Origins: []string{"http://localhost:7080"}, DecoyKey: ring.Derive("decoy")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := mfa.New(mfa.Options{Store: store, Ring: ring, RP: rp, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const token = "cli-e2e-token-0123456789"
-	srv := grpcapi.New(grpcapi.Options{
-		Service: svc,
-		Callers: grpcapi.Callers{secret.Hash(token): {Name: "ops", Roles: []grpcapi.Role{grpcapi.RolePortal, grpcapi.RoleAdmin}}},
-		Logger:  discard(),
-	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return map[string]string{"SECONDFACTOR_ADDR": lis.Addr().String(), "SECONDFACTOR_TOKEN": token}
+	cfg := servertest.Config(t)
+	cfg.Callers = []string{"ops:portal+admin:" + secret.Hash(token)}
+	addrs := servertest.Start(t, cfg, nil, server.WithClock(now))
+	return map[string]string{"SECONDFACTOR_ADDR": addrs.GRPC, "SECONDFACTOR_TOKEN": token}
 }
 
 // field returns the value printed after label at the start of a line.
@@ -131,5 +101,3 @@ func TestQuickstartAgainstRealServer(t *testing.T) {
 		t.Fatalf("user show: exit %d:\n%s", r.code, r.stdout)
 	}
 }
-
-func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -3,9 +3,7 @@ package grpcapi_test
 import (
 	"context"
 	"encoding/base32"
-	"encoding/base64"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/secondfactor/secondfactor/internal/redistest"
 	"github.com/secondfactor/secondfactor/internal/secret"
 	"github.com/secondfactor/secondfactor/internal/server"
+	"github.com/secondfactor/secondfactor/internal/server/servertest"
 	"github.com/secondfactor/secondfactor/internal/totp"
 )
 
@@ -79,10 +78,7 @@ const origin = "https://portal.example"
 // an admin caller, the relying party portal.example, and o's changes.
 func newEnv(t testing.TB, kind string, o envOptions) *env {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = ""
-	cfg.SealKeys = secret.String("k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)))
+	cfg := servertest.Config(t)
 	cfg.Callers = []string{
 		"portal:portal:" + secret.Hash(portalToken),
 		"alice-admin:admin:" + secret.Hash(adminToken),
@@ -111,25 +107,8 @@ func newEnv(t testing.TB, kind string, o envOptions) *env {
 		o.config(&cfg)
 	}
 	clk := newClock()
-	srv, err := server.New(t.Context(), cfg, discardLogger(), server.WithClock(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(server.Listeners{GRPC: lis}) }()
-	t.Cleanup(func() {
-		if err := srv.Shutdown(context.Background()); err != nil {
-			t.Errorf("server shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	conn := dial(t, lis.Addr().String())
+	addrs := servertest.Start(t, cfg, discardLogger(), server.WithClock(clk.Now))
+	conn := dial(t, addrs.GRPC)
 	return &env{
 		clock: clk, conn: conn, redisAddr: redisAddr,
 		portal: sfv1.NewSecondFactorServiceClient(conn),
