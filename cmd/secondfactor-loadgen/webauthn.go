@@ -9,6 +9,7 @@ import (
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
 	"github.com/secondfactor/secondfactor/internal/client"
+	"github.com/secondfactor/secondfactor/internal/config"
 	"github.com/secondfactor/secondfactor/internal/webauthntest"
 )
 
@@ -23,7 +24,7 @@ import (
 func runWebAuthn(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("secondfactor-loadgen webauthn", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	origin := fs.String("origin", "http://localhost:7080", "page `origin` the software keys sign for: one of the server's -webauthn-origins")
+	origin := fs.String("origin", config.DefaultOrigin, "page `origin` the software keys sign for: one of the server's -webauthn-origins")
 	var l loadFlags
 	if err := l.parse(fs, args, getenv, stderr); err != nil {
 		return err

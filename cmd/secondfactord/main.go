@@ -107,7 +107,7 @@ func localToken(cfg config.Config, log *slog.Logger) (server.Option, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
-	path := cfg.Path("local-token")
+	path := cfg.Path(config.LocalTokenFile)
 	hash, c, created, err := localCaller(path)
 	if err != nil {
 		return nil, err

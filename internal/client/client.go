@@ -22,10 +22,10 @@ import (
 	"github.com/secondfactor/secondfactor/internal/config"
 )
 
-// Connection defaults, matching secondfactord's own.
+// Connection defaults: secondfactord's own, run from the same folder.
 const (
-	DefaultAddr      = "127.0.0.1:7070"
-	DefaultTokenFile = "data/local-token"
+	DefaultAddr      = config.DefaultGRPCAddr
+	DefaultTokenFile = config.DefaultDataDir + "/" + config.LocalTokenFile
 )
 
 // Target says where the server is and how to authenticate to it.

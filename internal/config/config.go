@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/secondfactor/secondfactor/internal/grpcapi"
 	"github.com/secondfactor/secondfactor/internal/mfa"
 	"github.com/secondfactor/secondfactor/internal/passkey"
 	"github.com/secondfactor/secondfactor/internal/secret"
@@ -76,13 +77,21 @@ type Config struct {
 // EnvPrefix starts the name of every environment variable.
 const EnvPrefix = "SECONDFACTOR_"
 
-// The default listen addresses, and the default WebAuthn origin: the web UI
-// on the default HTTP port, as a browser on the same machine names it.
+// The defaults the command-line tools share with the server: where it
+// listens, its data folder, and the local token it writes there for a
+// loopback run with no caller configured.
 const (
-	defaultGRPCAddr = "127.0.0.1:7070"
+	DefaultGRPCAddr = "127.0.0.1:7070"
+	DefaultDataDir  = "data"
+	LocalTokenFile  = "local-token"
+	// DefaultOrigin is the default WebAuthn origin: the web UI on the
+	// default HTTP port, as a browser on the same machine names it.
+	DefaultOrigin = "http://localhost:" + defaultHTTPPort
+)
+
+const (
 	defaultHTTPPort = "7080"
 	defaultHTTPAddr = "127.0.0.1:" + defaultHTTPPort
-	defaultOrigin   = "http://localhost:" + defaultHTTPPort
 )
 
 type listFlag struct{ v *[]string }
@@ -126,8 +135,8 @@ func (f secretFlag) Set(s string) error {
 func (c *Config) define(fs *flag.FlagSet) {
 	mo := mfa.DefaultOptions()
 	pc := passkey.DefaultConfig()
-	fs.StringVar(&c.DataDir, "data-dir", "data", "folder for the embedded store, generated keys and the local token")
-	fs.StringVar(&c.GRPCAddr, "grpc-addr", defaultGRPCAddr, "gRPC listen address; anything but loopback needs -tls-cert and -tls-key")
+	fs.StringVar(&c.DataDir, "data-dir", DefaultDataDir, "folder for the embedded store, generated keys and the local token")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "gRPC listen address; anything but loopback needs -tls-cert and -tls-key")
 	fs.StringVar(&c.HTTPAddr, "http-addr", defaultHTTPAddr, "HTTP listen address for /healthz and /metrics; off (or empty) to disable")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for the gRPC server")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM) for the gRPC server")
@@ -156,14 +165,14 @@ func (c *Config) define(fs *flag.FlagSet) {
 	fs.Var(listFlag{&c.ReturnURLs}, "return-urls", "allowed return URLs after enrolment or verification, exact match, comma-separated")
 	fs.StringVar(&c.WebAuthnRPID, "webauthn-rp-id", "localhost", "WebAuthn relying party ID: the portal's domain, e.g. portal.example (not an IP address)")
 	fs.StringVar(&c.WebAuthnRPName, "webauthn-rp-name", "secondfactor", "WebAuthn relying party name shown by browsers")
-	fs.Var(listFlag{&c.WebAuthnOrigins}, "webauthn-origins", "origins allowed in WebAuthn ceremonies, exact, comma-separated: https://…, or http://localhost:PORT for development (default "+defaultOrigin+")")
+	fs.Var(listFlag{&c.WebAuthnOrigins}, "webauthn-origins", "origins allowed in WebAuthn ceremonies, exact, comma-separated: https://…, or http://localhost:PORT for development (default "+DefaultOrigin+")")
 	fs.StringVar(&c.WebAuthnUserVerification, "webauthn-user-verification", pc.UserVerification, "WebAuthn user verification (PIN, biometrics): preferred, required or discouraged")
 	fs.StringVar(&c.WebAuthnResidentKey, "webauthn-resident-key", pc.ResidentKey, "WebAuthn discoverable credentials: discouraged, preferred or required")
 	fs.StringVar(&c.WebAuthnAttestation, "webauthn-attestation", pc.Attestation, "WebAuthn attestation conveyance: none, indirect, direct or enterprise")
 	fs.Var(listFlag{&c.WebAuthnAAGUIDs}, "webauthn-aaguids", "if set, the only authenticator models (AAGUIDs, hex) accepted at registration, comma-separated")
 	fs.BoolVar(&c.WebAuthnRefuseSynced, "webauthn-refuse-synced", false, "refuse backup-eligible (synced) passkeys: only device-bound keys")
 	fs.DurationVar(&c.WebAuthnTimeout, "webauthn-timeout", pc.Timeout, "lifetime of a WebAuthn challenge")
-	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", 64<<10, "largest gRPC request accepted")
+	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", grpcapi.DefaultMaxRequestBytes, "largest gRPC request accepted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -173,7 +182,7 @@ func (c *Config) complete() {
 		c.HTTPAddr = ""
 	}
 	if len(c.WebAuthnOrigins) == 0 {
-		c.WebAuthnOrigins = []string{defaultOrigin}
+		c.WebAuthnOrigins = []string{DefaultOrigin}
 	}
 }
 

@@ -25,6 +25,9 @@ import (
 	"github.com/secondfactor/secondfactor/internal/mfa"
 )
 
+// DefaultMaxRequestBytes is the largest request accepted unless configured.
+const DefaultMaxRequestBytes = 64 << 10
+
 // Options configure the gRPC server.
 type Options struct {
 	Service *mfa.Service
@@ -33,7 +36,8 @@ type Options struct {
 	// TLS credentials; nil serves plaintext (the caller of New has checked
 	// that the address is loopback).
 	TLS credentials.TransportCredentials
-	// MaxRequestBytes caps the size of a request message.
+	// MaxRequestBytes caps the size of a request message; 0 means
+	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
 	// Metrics registers the RPC metrics; nil registers none.
 	Metrics prometheus.Registerer
@@ -48,7 +52,7 @@ type Server struct {
 // New builds the gRPC server and registers the services.
 func New(o Options) *Server {
 	if o.MaxRequestBytes == 0 {
-		o.MaxRequestBytes = 64 << 10
+		o.MaxRequestBytes = DefaultMaxRequestBytes
 	}
 	l := newLogger(o.Logger)
 	if o.Metrics != nil {
