@@ -280,8 +280,14 @@ func startFake(t *testing.T, f *fakeServer) map[string]string {
 	s := grpc.NewServer()
 	sfv1.RegisterSecondFactorServiceServer(s, f)
 	sfv1.RegisterAdminServiceServer(s, f)
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("fake server: %v", err)
+		}
+	})
 	return map[string]string{"SECONDFACTOR_ADDR": lis.Addr().String(), "SECONDFACTOR_TOKEN": f.token}
 }
 

@@ -227,7 +227,7 @@ Flags:
 		env := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(env); v != "" && !set[f.Name] && err == nil {
 			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s: %v", env, e)
+				err = fmt.Errorf("%s: %w", env, e)
 			}
 		}
 	})
@@ -291,32 +291,8 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		bad("-data-dir: must not be empty")
 	}
-	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
-		bad("-grpc-addr %q: want host:port", c.GRPCAddr)
-	}
-	if c.HTTPAddr != "" {
-		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			bad("-http-addr %q: want host:port", c.HTTPAddr)
-		}
-	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		bad("-tls-cert and -tls-key: give both or neither")
-	}
-	if !c.TLS() && !IsLoopback(c.GRPCAddr) {
-		bad("-grpc-addr %q is not loopback: plaintext gRPC is refused there; give -tls-cert and -tls-key", c.GRPCAddr)
-	}
-	switch c.Store {
-	case "bolt":
-	case "redis":
-		if len(c.RedisAddrs) == 0 {
-			bad("-store redis: -redis-addrs is required")
-		}
-	default:
-		bad("-store %q: want bolt or redis", c.Store)
-	}
-	if c.SealKeys != "" && c.SealKeyFile != "" {
-		bad("-seal-keys and -seal-key-file: give one, not both")
-	}
+	c.validateListeners(bad)
+	c.validateStore(bad)
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("-public-url %q: want an absolute http(s) URL", c.PublicURL)
@@ -333,6 +309,40 @@ func (c Config) Validate() error {
 	errs = append(errs, underFlags(c.MFA().Validate())...)
 	errs = append(errs, underFlags(c.Passkey().Validate())...)
 	return errors.Join(errs...)
+}
+
+// validateListeners checks the listen addresses and TLS files.
+func (c Config) validateListeners(bad func(format string, args ...any)) {
+	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+		bad("-grpc-addr %q: want host:port", c.GRPCAddr)
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			bad("-http-addr %q: want host:port", c.HTTPAddr)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("-tls-cert and -tls-key: give both or neither")
+	}
+	if !c.TLS() && !IsLoopback(c.GRPCAddr) {
+		bad("-grpc-addr %q is not loopback: plaintext gRPC is refused there; give -tls-cert and -tls-key", c.GRPCAddr)
+	}
+}
+
+// validateStore checks the store and the sealing keys.
+func (c Config) validateStore(bad func(format string, args ...any)) {
+	switch c.Store {
+	case "bolt":
+	case "redis":
+		if len(c.RedisAddrs) == 0 {
+			bad("-store redis: -redis-addrs is required")
+		}
+	default:
+		bad("-store %q: want bolt or redis", c.Store)
+	}
+	if c.SealKeys != "" && c.SealKeyFile != "" {
+		bad("-seal-keys and -seal-key-file: give one, not both")
+	}
 }
 
 // underFlags turns each *mfa.SettingError in err into an error naming the
@@ -359,46 +369,30 @@ func underFlags(err error) []error {
 
 // flagOf names the flag of a setting that mfa or passkey validates, or ""
 // for a setting that is not a flag.
-func flagOf(setting string) string {
-	switch setting {
-	case "enrolment policy":
-		return "-enrollment-policy"
-	case "totp algorithm":
-		return "-totp-algorithm"
-	case "totp digits":
-		return "-totp-digits"
-	case "max failures":
-		return "-max-failures"
-	case "base lockout":
-		return "-lockout-base"
-	case "max lockout":
-		return "-lockout-max"
-	case "failure ttl":
-		return "-failure-ttl"
-	case "enrolment ttl":
-		return "-enrollment-ttl"
-	case "activation ttl":
-		return "-activation-ttl"
-	case "fresh verification":
-		return "-fresh-verification"
-	case "return url":
-		return "-return-urls"
-	case "webauthn rp id":
-		return "-webauthn-rp-id"
-	case "webauthn origins", "webauthn origin":
-		return "-webauthn-origins"
-	case "webauthn user verification":
-		return "-webauthn-user-verification"
-	case "webauthn resident key":
-		return "-webauthn-resident-key"
-	case "webauthn attestation":
-		return "-webauthn-attestation"
-	case "webauthn aaguid":
-		return "-webauthn-aaguids"
-	case "webauthn timeout":
-		return "-webauthn-timeout"
-	}
-	return ""
+func flagOf(setting string) string { return settingFlags[setting] }
+
+// settingFlags maps the settings that mfa and passkey name in their
+// *mfa.SettingError to the flags that set them.
+var settingFlags = map[string]string{
+	"enrolment policy":           "-enrollment-policy",
+	"totp algorithm":             "-totp-algorithm",
+	"totp digits":                "-totp-digits",
+	"max failures":               "-max-failures",
+	"base lockout":               "-lockout-base",
+	"max lockout":                "-lockout-max",
+	"failure ttl":                "-failure-ttl",
+	"enrolment ttl":              "-enrollment-ttl",
+	"activation ttl":             "-activation-ttl",
+	"fresh verification":         "-fresh-verification",
+	"return url":                 "-return-urls",
+	"webauthn rp id":             "-webauthn-rp-id",
+	"webauthn origins":           "-webauthn-origins",
+	"webauthn origin":            "-webauthn-origins",
+	"webauthn user verification": "-webauthn-user-verification",
+	"webauthn resident key":      "-webauthn-resident-key",
+	"webauthn attestation":       "-webauthn-attestation",
+	"webauthn aaguid":            "-webauthn-aaguids",
+	"webauthn timeout":           "-webauthn-timeout",
 }
 
 // TLS reports whether the gRPC server is given a certificate.

@@ -288,29 +288,8 @@ func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (Ne
 		ExpiresAt:   now.Add(s.o.EnrollmentTTL),
 		FirstFactor: !enrolled,
 	}
-	switch r.Proof {
-	case ProofPasswordOnly:
-		switch {
-		case enrolled:
-			return NewEnrollment{}, errAlreadyEnrolled
-		case s.o.Policy == PolicyStrongOnly:
-			return NewEnrollment{}, refuse(ReasonPolicyStrongOnly, "enrolment policy strong-only: a first factor needs PROOF_STRONG")
-		case s.o.Policy == PolicyActivationCode:
-			e.NeedsActivation = true
-		}
-	case ProofStrong:
-		if enrolled {
-			return NewEnrollment{}, errAlreadyEnrolled
-		}
-	case ProofExistingFactor:
-		if !enrolled {
-			return NewEnrollment{}, refuse(ReasonNotEnrolled, "PROOF_EXISTING_FACTOR: the user has no factor")
-		}
-		if u.LastVerifiedAt.IsZero() || now.Sub(u.LastVerifiedAt) > s.o.FreshVerification {
-			return NewEnrollment{}, refuse(ReasonNoFreshVerification, "PROOF_EXISTING_FACTOR: no verification of the user's factor in the last %s", s.o.FreshVerification)
-		}
-	default:
-		return NewEnrollment{}, badField("proof", "must be PROOF_PASSWORD_ONLY, PROOF_STRONG or PROOF_EXISTING_FACTOR")
+	if err := s.admit(&e, u, now); err != nil {
+		return NewEnrollment{}, err
 	}
 	tok, err := secret.NewToken(s.o.Rand)
 	if err != nil {
@@ -327,6 +306,38 @@ func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (Ne
 		ne.URL = s.o.EnrollURL + tok.Reveal()
 	}
 	return ne, nil
+}
+
+// admit applies the enrolment rules to a new session e of user u: whether
+// its proof may open a session at all and, for a password-only first
+// factor, whether it needs an activation code (set on e).
+func (s *Service) admit(e *Enrollment, u User, now time.Time) error {
+	enrolled := len(u.Factors) > 0
+	switch e.Proof {
+	case ProofPasswordOnly:
+		switch {
+		case enrolled:
+			return errAlreadyEnrolled
+		case s.o.Policy == PolicyStrongOnly:
+			return refuse(ReasonPolicyStrongOnly, "enrolment policy strong-only: a first factor needs PROOF_STRONG")
+		case s.o.Policy == PolicyActivationCode:
+			e.NeedsActivation = true
+		}
+	case ProofStrong:
+		if enrolled {
+			return errAlreadyEnrolled
+		}
+	case ProofExistingFactor:
+		if !enrolled {
+			return refuse(ReasonNotEnrolled, "PROOF_EXISTING_FACTOR: the user has no factor")
+		}
+		if u.LastVerifiedAt.IsZero() || now.Sub(u.LastVerifiedAt) > s.o.FreshVerification {
+			return refuse(ReasonNoFreshVerification, "PROOF_EXISTING_FACTOR: no verification of the user's factor in the last %s", s.o.FreshVerification)
+		}
+	default:
+		return badField("proof", "must be PROOF_PASSWORD_ONLY, PROOF_STRONG or PROOF_EXISTING_FACTOR")
+	}
+	return nil
 }
 
 func (s *Service) checkReturnURL(u string) error {

@@ -231,52 +231,68 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, a
 		return Result{}, "", err
 	}
 	// From here on the challenge is spent: every outcome is final.
-	if len(assertionJSON) == 0 || len(assertionJSON) > MaxCredentialJSON {
-		return Result{}, "", badField("assertion_json", "must be 1 to %d bytes", MaxCredentialJSON)
-	}
-	u, err := s.o.Store.User(ctx, ch.UserID)
+	r, err := s.verifyAssertion(ctx, ch.UserID, ch.Session, assertionJSON, c, now)
 	if err != nil {
 		return Result{}, "", err
+	}
+	return r, ch.UserID, nil
+}
+
+// verifyAssertion checks an assertion against the login session of a spent
+// challenge of userID and, if it holds, records its use.
+func (s *Service) verifyAssertion(ctx context.Context, userID string, session, assertionJSON []byte, c Client, now time.Time) (Result, error) {
+	if len(assertionJSON) == 0 || len(assertionJSON) > MaxCredentialJSON {
+		return Result{}, badField("assertion_json", "must be 1 to %d bytes", MaxCredentialJSON)
+	}
+	u, err := s.o.Store.User(ctx, userID)
+	if err != nil {
+		return Result{}, err
 	}
 	wu := webauthnUser(u, "")
 	if len(wu.Credentials) == 0 {
-		return Result{Verdict: Rejected}, ch.UserID, nil
+		return Result{Verdict: Rejected}, nil
 	}
-	a, err := s.o.RP.FinishLogin(wu, ch.Session, assertionJSON)
+	a, err := s.o.RP.FinishLogin(wu, session, assertionJSON)
 	var ce *CeremonyError
 	switch {
 	case errors.As(err, &ce) && ce.Malformed:
-		return Result{}, "", badField("assertion_json", "%s", ce.Reason)
+		return Result{}, badField("assertion_json", "%s", ce.Reason)
 	case errors.As(err, &ce):
-		s.o.Logger.WarnContext(ctx, "webauthn assertion refused", "user_id", ch.UserID, "reason", ce.Reason, "detail", ce.Detail, "ip", c.IP)
-		return Result{Verdict: Rejected}, ch.UserID, nil
+		s.o.Logger.WarnContext(ctx, "webauthn assertion refused", "user_id", userID, "reason", ce.Reason, "detail", ce.Detail, "ip", c.IP)
+		return Result{Verdict: Rejected}, nil
 	case err != nil:
-		return Result{}, "", err
+		return Result{}, err
 	}
-	var f *Factor
-	for i := range wu.Credentials {
-		if bytes.Equal(wu.Credentials[i].WebAuthn.CredentialID, a.CredentialID) {
-			f = &wu.Credentials[i]
-		}
-	}
+	f := credentialFactor(wu.Credentials, a.CredentialID)
 	if f == nil {
-		return Result{Verdict: Rejected}, ch.UserID, nil
+		return Result{Verdict: Rejected}, nil
 	}
 	if a.CloneWarning {
 		s.o.Logger.WarnContext(ctx, "webauthn sign count went backwards: possible cloned authenticator, login refused",
-			"user_id", ch.UserID, "factor_id", f.ID, "stored", f.WebAuthn.SignCount, "got", a.Use.SignCount, "ip", c.IP)
-		return Result{Verdict: Rejected}, ch.UserID, nil
+			"user_id", userID, "factor_id", f.ID, "stored", f.WebAuthn.SignCount, "got", a.Use.SignCount, "ip", c.IP)
+		return Result{Verdict: Rejected}, nil
 	}
-	ok, err := s.o.Store.AcceptAssertion(ctx, ch.UserID, f.ID, a.Use, now)
+	ok, err := s.o.Store.AcceptAssertion(ctx, userID, f.ID, a.Use, now)
 	if err != nil {
-		return Result{}, "", err
+		return Result{}, err
 	}
 	if !ok {
 		s.o.Logger.WarnContext(ctx, "webauthn sign count did not grow at store: concurrent or cloned use, login refused",
-			"user_id", ch.UserID, "factor_id", f.ID, "got", a.Use.SignCount)
-		return Result{Verdict: Rejected}, ch.UserID, nil
+			"user_id", userID, "factor_id", f.ID, "got", a.Use.SignCount)
+		return Result{Verdict: Rejected}, nil
 	}
-	return Result{Verdict: Accepted}, ch.UserID, nil
+	return Result{Verdict: Accepted}, nil
+}
+
+// credentialFactor returns the factor among fs whose credential ID is id,
+// or nil.
+func credentialFactor(fs []Factor, id []byte) *Factor {
+	for i := range fs {
+		if bytes.Equal(fs[i].WebAuthn.CredentialID, id) {
+			return &fs[i]
+		}
+	}
+	return nil
 }
 
 var errNoWebAuthn = refuse(ReasonWebAuthnDisabled, "WebAuthn is not configured on this server")

@@ -82,18 +82,8 @@ func (c Config) Validate() error {
 		bad("origins", "empty: want at least one, e.g. https://%s", c.RPID)
 	}
 	for _, o := range c.Origins {
-		u, err := url.Parse(o)
-		switch {
-		case err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.ForceQuery ||
-			u.Fragment != "" || u.User != nil || u.Port() == "0" || strings.HasSuffix(u.Host, ":"):
-			bad("origin", "%q: want scheme://host[:port] with nothing after", o)
-		case u.Scheme == "https":
-		case u.Scheme == "http" && u.Hostname() == "localhost":
-		default:
-			bad("origin", "%q: want https (http only for localhost)", o)
-		}
-		if err == nil && u.Hostname() != c.RPID && !strings.HasSuffix(u.Hostname(), "."+c.RPID) {
-			bad("origin", "%q: its host is not %s or a subdomain of it", o, c.RPID)
+		for _, problem := range checkOrigin(o, c.RPID) {
+			bad("origin", "%q: %s", o, problem)
 		}
 	}
 	if !oneOf(protocol.UserVerificationRequirement(c.UserVerification),
@@ -117,6 +107,23 @@ func (c Config) Validate() error {
 		bad("timeout", "%s: want 10s to 30m", c.Timeout)
 	}
 	return errors.Join(errs...)
+}
+
+// checkOrigin says what is wrong with an allowed origin for the RP ID.
+func checkOrigin(o, rpID string) []string {
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.ForceQuery ||
+		u.Fragment != "" || u.User != nil || u.Port() == "0" || strings.HasSuffix(u.Host, ":") {
+		return []string{"want scheme://host[:port] with nothing after"}
+	}
+	var problems []string
+	if u.Scheme != "https" && (u.Scheme != "http" || u.Hostname() != "localhost") {
+		problems = append(problems, "want https (http only for localhost)")
+	}
+	if u.Hostname() != rpID && !strings.HasSuffix(u.Hostname(), "."+rpID) {
+		problems = append(problems, "its host is not "+rpID+" or a subdomain of it")
+	}
+	return problems
 }
 
 // parseAAGUID reads an AAGUID written in hex, with or without dashes.
@@ -240,7 +247,7 @@ func (a user) WebAuthnCredentials() []webauthn.Credential {
 }
 
 func toLibrary(w *mfa.WebAuthn) webauthn.Credential {
-	var flags protocol.AuthenticatorFlags = protocol.FlagUserPresent
+	flags := protocol.FlagUserPresent
 	if w.UserVerified {
 		flags |= protocol.FlagUserVerified
 	}

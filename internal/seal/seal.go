@@ -157,8 +157,7 @@ func GenerateKeyFile(path, id string) error {
 	text := "# secondfactor sealing keys, one per line as id:base64key; the first seals.\n" +
 		id + ":" + base64.StdEncoding.EncodeToString(b) + "\n"
 	if _, err := f.WriteString(text); err != nil {
-		f.Close()
-		return fmt.Errorf("seal: write key file: %w", err)
+		return errors.Join(fmt.Errorf("seal: write key file: %w", err), f.Close())
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("seal: write key file: %w", err)

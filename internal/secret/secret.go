@@ -117,12 +117,12 @@ func HashCode(typed string) (hash string, length int, ok bool) {
 func NormalizeCode(typed string) (string, bool) {
 	var sb strings.Builder
 	for _, c := range strings.ToUpper(typed) {
-		switch {
-		case c == '-' || c == ' ':
+		switch c {
+		case '-', ' ':
 			continue
-		case c == 'I' || c == 'L':
+		case 'I', 'L':
 			c = '1'
-		case c == 'O':
+		case 'O':
 			c = '0'
 		}
 		if !strings.ContainsRune(codeAlphabet, c) {

@@ -209,7 +209,7 @@ func TestStringRedacted(t *testing.T) {
 	outputs := map[string]string{
 		"String()":   s.String(),
 		"%v":         fmt.Sprintf("%v", s),
-		"%s":         fmt.Sprintf("%s", s),
+		"%s":         fmt.Sprintf("%s", s), //nolint:staticcheck // the %s verb is what is tested
 		"%#v":        fmt.Sprintf("%#v", s),
 		"%q":         fmt.Sprintf("%q", s),
 		"Sprint":     fmt.Sprint(s),
