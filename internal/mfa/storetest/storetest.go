@@ -157,6 +157,31 @@ func wantMisuse(t *testing.T, what string, err error) {
 	}
 }
 
+// wantSession fails unless the session want.TokenHash is there at now,
+// as want.
+func wantSession(t *testing.T, s mfa.Store, want mfa.Enrollment, now time.Time) {
+	t.Helper()
+	got, err := s.Enrollment(t.Context(), want.TokenHash, now)
+	if err != nil {
+		t.Fatalf("session %s: %v, want it there", want.TokenHash, err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("session %s (-want +got):\n%s", want.TokenHash, diff)
+	}
+}
+
+// wantPending fails unless user's pending factor want is there at now.
+func wantPending(t *testing.T, s mfa.Store, user string, want mfa.Factor, now time.Time) {
+	t.Helper()
+	got, err := s.PendingFactor(t.Context(), user, want.ID, now)
+	if err != nil {
+		t.Fatalf("pending factor %s of %s: %v, want it there", want.ID, user, err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("pending factor %s of %s (-want +got):\n%s", want.ID, user, diff)
+	}
+}
+
 func getUser(t *testing.T, s mfa.Store, id string) mfa.User {
 	t.Helper()
 	u, err := s.User(t.Context(), id)
@@ -331,8 +356,10 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 	wantErr(t, "a pending factor put with a cancelled context", err, mfa.ErrNotFound)
 	_, err = s.TakeChallenge(ctx, "new", t0)
 	wantErr(t, "a challenge put with a cancelled context", err, mfa.ErrNotFound)
-	if _, err := s.TakeChallenge(ctx, "ch", t0); err != nil {
-		t.Fatalf("a cancelled TakeChallenge took the challenge: %v", err)
+	got, err := s.TakeChallenge(ctx, "ch", t0)
+	must(t, err)
+	if diff := cmp.Diff(ch, got); diff != "" {
+		t.Fatalf("the challenge after a cancelled TakeChallenge (-want +got):\n%s", diff)
 	}
 	wantErr(t, "the code put with a cancelled context", s.ActivateEnrollment(ctx, "act", "alice", "other", t0), mfa.ErrWrongCode)
 	must(t, s.ActivateEnrollment(ctx, "act", "alice", "code", t0))
@@ -383,9 +410,15 @@ func testEnrollmentExpiry(t *testing.T, s mfa.Store) {
 			}
 			u := fmt.Sprintf("user%d", i)
 
-			must(t, s.CreateEnrollment(ctx, session(u, u+"-read", true)))
-			_, err := s.Enrollment(ctx, u+"-read", c.at)
+			read := session(u, u+"-read", true)
+			must(t, s.CreateEnrollment(ctx, read))
+			got, err := s.Enrollment(ctx, u+"-read", c.at)
 			check("Enrollment", err)
+			if c.live {
+				if diff := cmp.Diff(read, got); diff != "" {
+					t.Fatalf("Enrollment at %v (-want +got):\n%s", c.at, diff)
+				}
+			}
 
 			e := session(u, u+"-act", true)
 			e.NeedsActivation = true
@@ -448,20 +481,21 @@ func testPendingFactorExpiry(t *testing.T, s mfa.Store) {
 			u := fmt.Sprintf("user%d", i)
 			f := totpFactor("00000000000000a1")
 			must(t, s.PutPendingFactor(ctx, u, f, expires))
-			_, err := s.PendingFactor(ctx, u, f.ID, c.at)
-			if c.live && err != nil || !c.live && !errors.Is(err, mfa.ErrNotFound) {
-				t.Fatalf("PendingFactor at %v: got %v, want live %v", c.at, err, c.live)
+			if c.live {
+				wantPending(t, s, u, f, c.at)
+			} else {
+				_, err := s.PendingFactor(ctx, u, f.ID, c.at)
+				wantErr(t, fmt.Sprintf("PendingFactor at %v", c.at), err, mfa.ErrNotFound)
 			}
-			must(t, s.CreateEnrollment(ctx, session(u, u, true)))
-			err = s.ConfirmFactor(ctx, mfa.Confirmation{UserID: u, FactorID: f.ID, TokenHash: u, FirstFactor: true, Step: 1, Now: c.at})
+			e := session(u, u, true)
+			must(t, s.CreateEnrollment(ctx, e))
+			err := s.ConfirmFactor(ctx, mfa.Confirmation{UserID: u, FactorID: f.ID, TokenHash: u, FirstFactor: true, Step: 1, Now: c.at})
 			if c.live {
 				must(t, err)
 				return
 			}
 			wantErr(t, "ConfirmFactor of an expired pending factor", err, mfa.ErrNotFound)
-			if _, err := s.Enrollment(ctx, u, c.at); err != nil {
-				t.Fatalf("a refused confirmation consumed the session: %v", err)
-			}
+			wantSession(t, s, e, c.at)
 		})
 	}
 }
@@ -661,14 +695,10 @@ func testConfirmFactorRefused(t *testing.T, s mfa.Store) {
 				t.Fatalf("a refused confirmation changed the user (-before +after):\n%s", diff)
 			}
 			if e := c.session; e != nil && !c.now.Equal(e.ExpiresAt) {
-				if _, err := s.Enrollment(ctx, e.TokenHash, t0); err != nil {
-					t.Fatalf("a refused confirmation consumed the session: %v", err)
-				}
+				wantSession(t, s, *e, t0)
 			}
 			if c.pending != nil && c.now.Before(*c.pending) {
-				if _, err := s.PendingFactor(ctx, u, conf.FactorID, t0); err != nil {
-					t.Fatalf("a refused confirmation consumed the pending factor: %v", err)
-				}
+				wantPending(t, s, u, totpFactor(conf.FactorID), t0)
 			}
 			if c.credential != "" && c.credential != "taken" {
 				// The refused credential ID is still free.
@@ -707,7 +737,8 @@ func testConfirmFactorInvalid(t *testing.T, s mfa.Store) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			u := fmt.Sprintf("user%d", i)
-			must(t, s.CreateEnrollment(ctx, session(u, u, true)))
+			e := session(u, u, true)
+			must(t, s.CreateEnrollment(ctx, e))
 			must(t, s.PutPendingFactor(ctx, u, totpFactor("00000000000000a1"), t0.Add(time.Hour)))
 			conf := c.conf
 			conf.UserID, conf.TokenHash, conf.FirstFactor, conf.Now = u, u, true, t0
@@ -716,12 +747,8 @@ func testConfirmFactorInvalid(t *testing.T, s mfa.Store) {
 			if len(got.Factors) != 0 || got.RecoveryCodes != 0 {
 				t.Fatalf("a refused confirmation changed the user: %+v", got)
 			}
-			if _, err := s.Enrollment(ctx, u, t0); err != nil {
-				t.Fatalf("a refused confirmation consumed the session: %v", err)
-			}
-			if _, err := s.PendingFactor(ctx, u, "00000000000000a1", t0); err != nil {
-				t.Fatalf("a refused confirmation consumed the pending factor: %v", err)
-			}
+			wantSession(t, s, e, t0)
+			wantPending(t, s, u, totpFactor("00000000000000a1"), t0)
 		})
 	}
 	// The credential ID was not kept by any of them.
@@ -734,16 +761,13 @@ func testConfirmFactorInvalid(t *testing.T, s mfa.Store) {
 func testConfirmPendingWebAuthn(t *testing.T, s mfa.Store) {
 	ctx := t.Context()
 	f := webauthnFactor("00000000000000c1", "cred", 0)
-	must(t, s.CreateEnrollment(ctx, session("alice", "h", false)))
+	e := session("alice", "h", false)
+	must(t, s.CreateEnrollment(ctx, e))
 	must(t, s.PutPendingFactor(ctx, "alice", f, t0.Add(time.Minute)))
 	wantMisuse(t, "confirming a pending WebAuthn factor",
 		s.ConfirmFactor(ctx, mfa.Confirmation{UserID: "alice", FactorID: f.ID, TokenHash: "h", Now: t0}))
-	if _, err := s.Enrollment(ctx, "h", t0); err != nil {
-		t.Fatalf("the refusal consumed the session: %v", err)
-	}
-	if _, err := s.PendingFactor(ctx, "alice", f.ID, t0); err != nil {
-		t.Fatalf("the refusal consumed the pending factor: %v", err)
-	}
+	wantSession(t, s, e, t0)
+	wantPending(t, s, "alice", f, t0)
 	if u := getUser(t, s, "alice"); len(u.Factors) != 0 {
 		t.Fatalf("after the refusal: factors %+v", u.Factors)
 	}
@@ -1131,9 +1155,7 @@ func testUsersApart(t *testing.T, s mfa.Store) {
 	for i, u := range users {
 		enroll(t, s, u, fmt.Sprintf("00000000000000b%d", i), 10)
 	}
-	for range limits.MaxFailures {
-		attempt(t, s, "a", t0)
-	}
+	wantEvaluated(t, s, "a", t0, limits.MaxFailures, limits)
 	for i, u := range users {
 		got := getUser(t, s, u)
 		if len(got.Factors) != 1 || got.Factors[0].ID != fmt.Sprintf("00000000000000b%d", i) {
@@ -1159,13 +1181,12 @@ func testWebAuthnFactor(t *testing.T, s mfa.Store) {
 func testDuplicateCredential(t *testing.T, s mfa.Store) {
 	ctx := t.Context()
 	must(t, addWebAuthn(t, s, "alice", webauthnFactor("00000000000000c1", "cred-1", 0)))
-	must(t, s.CreateEnrollment(ctx, session("bob", "hb", true)))
+	hb := session("bob", "hb", true)
+	must(t, s.CreateEnrollment(ctx, hb))
 	g := webauthnFactor("00000000000000c2", "cred-1", 0)
 	err := s.ConfirmFactor(ctx, mfa.Confirmation{UserID: "bob", FactorID: g.ID, Factor: &g, TokenHash: "hb", FirstFactor: true, Now: t0})
 	wantErr(t, "another user's credential ID", err, mfa.ErrDuplicate)
-	if _, err := s.Enrollment(ctx, "hb", t0); err != nil {
-		t.Fatalf("a refused credential consumed the session: %v", err)
-	}
+	wantSession(t, s, hb, t0)
 	if u := getUser(t, s, "bob"); len(u.Factors) != 0 {
 		t.Fatalf("a duplicate credential was stored: %+v", u.Factors)
 	}
@@ -1263,10 +1284,12 @@ func testChallengeExpiry(t *testing.T, s mfa.Store) {
 	c := mfa.Challenge{UserID: "alice", Session: []byte("{}")}
 	must(t, s.PutChallenge(ctx, "before", c, expires))
 	must(t, s.PutChallenge(ctx, "at", c, expires))
-	if _, err := s.TakeChallenge(ctx, "before", expires.Add(-ms)); err != nil {
-		t.Fatalf("a challenge a millisecond before its end: %v", err)
+	got, err := s.TakeChallenge(ctx, "before", expires.Add(-ms))
+	must(t, err)
+	if diff := cmp.Diff(c, got); diff != "" {
+		t.Fatalf("a challenge a millisecond before its end (-want +got):\n%s", diff)
 	}
-	_, err := s.TakeChallenge(ctx, "at", expires)
+	_, err = s.TakeChallenge(ctx, "at", expires)
 	wantErr(t, "a challenge at its end", err, mfa.ErrNotFound)
 	_, err = s.TakeChallenge(ctx, "at", t0)
 	wantErr(t, "an expired challenge, taken earlier", err, mfa.ErrNotFound)
