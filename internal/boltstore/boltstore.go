@@ -11,6 +11,7 @@
 package boltstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,10 +105,16 @@ func (u *userRec) succeeded(now time.Time) {
 	u.LastVerifiedAt = now
 }
 
+// forgotten reports whether the counted attempts are forgotten at now: the
+// last was lim.FailureTTL or more before (mfa.Store.StartAttempt).
+func (u *userRec) forgotten(now time.Time, failureTTL time.Duration) bool {
+	return now.Sub(u.LastFailure) >= failureTTL
+}
+
 // empty reports whether the record holds nothing worth keeping at now.
 func (u *userRec) empty(now time.Time, failureTTL time.Duration) bool {
 	return len(u.Factors) == 0 && len(u.Pending) == 0 && u.Activation == nil && len(u.Recovery) == 0 &&
-		!now.Before(u.LockedUntil) && (u.Failures == 0 || now.Sub(u.LastFailure) > failureTTL)
+		!now.Before(u.LockedUntil) && (u.Failures == 0 || u.forgotten(now, failureTTL))
 }
 
 func getUser(tx *bolt.Tx, id string) (*userRec, error) {
@@ -117,8 +124,74 @@ func getUser(tx *bolt.Tx, id string) (*userRec, error) {
 			return nil, fmt.Errorf("user record %q: %w", id, err)
 		}
 	}
+	// Factors are kept in the order they were confirmed.
+	slices.SortStableFunc(u.Factors, olderFactor)
 	return u, nil
 }
+
+// olderFactor orders factors as mfa.User.Factors: by CreatedAt, then by ID.
+func olderFactor(a, b mfa.Factor) int {
+	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+}
+
+// recoverySet returns hashes without repeats, in their order: recovery
+// codes are a set.
+func recoverySet(hashes []string) []string {
+	var set []string
+	seen := make(map[string]bool, len(hashes))
+	for _, h := range hashes {
+		if !seen[h] {
+			seen[h] = true
+			set = append(set, h)
+		}
+	}
+	return set
+}
+
+const (
+	// maxStep is the largest TOTP step that mfa.Store allows.
+	maxStep = 1 << 53
+	// maxRecoveryCodes is the most recovery codes that one call may give.
+	maxRecoveryCodes = 1000
+)
+
+// checkLimits refuses the limits that mfa.Store.StartAttempt does not allow.
+func checkLimits(lim mfa.Limits) error {
+	if lim.MaxFailures < 1 || lim.FailureTTL <= 0 || lim.BaseLockout <= 0 || lim.MaxLockout < lim.BaseLockout {
+		return fmt.Errorf("invalid limits %+v", lim)
+	}
+	return nil
+}
+
+// checkConfirmation refuses the confirmations that mfa.Store.ConfirmFactor
+// does not allow, except a pending WebAuthn factor, which only the
+// transaction sees.
+func checkConfirmation(c mfa.Confirmation) error {
+	if c.Step < 0 || c.Step > maxStep {
+		return fmt.Errorf("step %d out of range", c.Step)
+	}
+	if len(c.RecoveryHashes) > maxRecoveryCodes {
+		return fmt.Errorf("%d recovery codes, at most %d", len(c.RecoveryHashes), maxRecoveryCodes)
+	}
+	f := c.Factor
+	switch {
+	case f == nil:
+		return nil
+	case f.ID == "":
+		return errors.New("the factor has no ID")
+	case c.FactorID != "" && c.FactorID != f.ID:
+		return fmt.Errorf("factor ID %q is not the factor's %q", c.FactorID, f.ID)
+	case (f.Kind == mfa.KindWebAuthn) != (f.WebAuthn != nil):
+		return fmt.Errorf("%s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
+	case f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0:
+		return fmt.Errorf("factor %s has an empty credential ID", f.ID)
+	}
+	return nil
+}
+
+// errPendingWebAuthn refuses to confirm a pending WebAuthn factor, whose
+// credential ID would escape the check that it is free.
+var errPendingWebAuthn = errors.New("a pending WebAuthn factor cannot be confirmed: give the factor in Confirmation.Factor")
 
 func putUser(tx *bolt.Tx, id string, u *userRec) error {
 	b, err := json.Marshal(u)
@@ -131,8 +204,8 @@ func putUser(tx *bolt.Tx, id string, u *userRec) error {
 // update runs fn on a user's record in a group-committed transaction and writes the
 // record back if fn reports a change. fn may run more than once (group
 // commit retries), so it must only touch the record and its own results.
-func (s *Store) update(op, userID string, fn func(tx *bolt.Tx, u *userRec) (changed bool, err error)) error {
-	err := s.w.write(func(tx *bolt.Tx) error {
+func (s *Store) update(ctx context.Context, op, userID string, fn func(tx *bolt.Tx, u *userRec) (changed bool, err error)) error {
+	err := s.w.write(ctx, func(tx *bolt.Tx) error {
 		u, err := getUser(tx, userID)
 		if err != nil {
 			return err
@@ -149,10 +222,18 @@ func (s *Store) update(op, userID string, fn func(tx *bolt.Tx, u *userRec) (chan
 	return nil
 }
 
+// view runs fn in a read transaction, unless ctx is done.
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
 // User implements mfa.Store.
-func (s *Store) User(_ context.Context, userID string) (mfa.User, error) {
+func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 	out := mfa.User{ID: userID}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *bolt.Tx) error {
 		u, err := getUser(tx, userID)
 		if err != nil {
 			return err
@@ -168,19 +249,23 @@ func (s *Store) User(_ context.Context, userID string) (mfa.User, error) {
 }
 
 // StartAttempt implements mfa.Store.
-func (s *Store) StartAttempt(_ context.Context, userID string, now time.Time, lim mfa.Limits) (mfa.Attempt, error) {
+func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, lim mfa.Limits) (mfa.Attempt, error) {
+	if err := checkLimits(lim); err != nil {
+		return mfa.Attempt{}, fmt.Errorf("boltstore: start attempt: %w", err)
+	}
 	var a mfa.Attempt
-	err := s.update("start attempt", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+	err := s.update(ctx, "start attempt", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
 		a = mfa.Attempt{}
 		if now.Before(u.LockedUntil) {
 			a.Locked, a.LockedUntil = true, u.LockedUntil
 			return false, nil
 		}
-		if u.Failures > 0 && now.Sub(u.LastFailure) > lim.FailureTTL {
+		if u.Failures > 0 && u.forgotten(now, lim.FailureTTL) {
 			u.Failures, u.Lockouts = 0, 0
 		}
 		u.Failures++
 		u.LastFailure = now
+		u.LockedUntil = time.Time{}
 		if u.Failures >= lim.MaxFailures {
 			u.LockedUntil = now.Add(lim.Backoff(u.Lockouts))
 			u.Lockouts++
@@ -192,19 +277,21 @@ func (s *Store) StartAttempt(_ context.Context, userID string, now time.Time, li
 }
 
 // AcceptTOTPStep implements mfa.Store.
-func (s *Store) AcceptTOTPStep(_ context.Context, userID, factorID string, step int64, now time.Time) (bool, error) {
+func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, now time.Time) (bool, error) {
+	if step < 0 || step > maxStep {
+		return false, fmt.Errorf("boltstore: accept totp step: step %d out of range", step)
+	}
 	var accepted bool
-	err := s.update("accept totp step", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+	err := s.update(ctx, "accept totp step", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
 		accepted = false
 		i := u.factor(factorID)
 		if i < 0 {
 			return false, nil
 		}
-		if last, ok := u.Steps[factorID]; ok && step <= last {
+		// Every TOTP factor has a last step from its confirmation, and no
+		// other factor has one.
+		if last, ok := u.Steps[factorID]; !ok || step <= last {
 			return false, nil
-		}
-		if u.Steps == nil {
-			u.Steps = map[string]int64{}
 		}
 		u.Steps[factorID] = step
 		u.succeeded(now)
@@ -216,12 +303,12 @@ func (s *Store) AcceptTOTPStep(_ context.Context, userID, factorID string, step 
 }
 
 // CreateEnrollment implements mfa.Store.
-func (s *Store) CreateEnrollment(_ context.Context, e mfa.Enrollment) error {
+func (s *Store) CreateEnrollment(ctx context.Context, e mfa.Enrollment) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("boltstore: create enrollment: %w", err)
 	}
-	err = s.w.write(func(tx *bolt.Tx) error {
+	err = s.w.write(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(enrollmentsBucket).Put([]byte(e.TokenHash), b)
 	})
 	if err != nil {
@@ -247,9 +334,9 @@ func getEnrollment(tx *bolt.Tx, tokenHash string, now time.Time) (mfa.Enrollment
 }
 
 // Enrollment implements mfa.Store.
-func (s *Store) Enrollment(_ context.Context, tokenHash string, now time.Time) (mfa.Enrollment, error) {
+func (s *Store) Enrollment(ctx context.Context, tokenHash string, now time.Time) (mfa.Enrollment, error) {
 	var e mfa.Enrollment
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
 		e, err = getEnrollment(tx, tokenHash, now)
 		return err
@@ -261,19 +348,19 @@ func (s *Store) Enrollment(_ context.Context, tokenHash string, now time.Time) (
 }
 
 // PutActivationCode implements mfa.Store.
-func (s *Store) PutActivationCode(_ context.Context, userID, codeHash string, expiresAt time.Time) error {
-	return s.update("put activation code", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+func (s *Store) PutActivationCode(ctx context.Context, userID, codeHash string, expiresAt time.Time) error {
+	return s.update(ctx, "put activation code", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
 		u.Activation = &activationRec{Hash: codeHash, ExpiresAt: expiresAt}
 		return true, nil
 	})
 }
 
 // ActivateEnrollment implements mfa.Store.
-func (s *Store) ActivateEnrollment(_ context.Context, tokenHash, userID, codeHash string, now time.Time) error {
+func (s *Store) ActivateEnrollment(ctx context.Context, tokenHash, userID, codeHash string, now time.Time) error {
 	// Outcomes are returned through result, not as the batch function's
 	// error: an error makes the group commit roll back and rerun its group.
 	var result error
-	err := s.update("activate enrollment", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
+	err := s.update(ctx, "activate enrollment", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
 		result = nil
 		e, err := getEnrollment(tx, tokenHash, now)
 		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != userID {
@@ -303,8 +390,8 @@ func (s *Store) ActivateEnrollment(_ context.Context, tokenHash, userID, codeHas
 }
 
 // PutPendingFactor implements mfa.Store.
-func (s *Store) PutPendingFactor(_ context.Context, userID string, f mfa.Factor, expiresAt time.Time) error {
-	return s.update("put pending factor", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+func (s *Store) PutPendingFactor(ctx context.Context, userID string, f mfa.Factor, expiresAt time.Time) error {
+	return s.update(ctx, "put pending factor", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
 		if u.Pending == nil {
 			u.Pending = map[string]pendingRec{}
 		}
@@ -314,9 +401,9 @@ func (s *Store) PutPendingFactor(_ context.Context, userID string, f mfa.Factor,
 }
 
 // PendingFactor implements mfa.Store.
-func (s *Store) PendingFactor(_ context.Context, userID, factorID string, now time.Time) (mfa.Factor, error) {
+func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now time.Time) (mfa.Factor, error) {
 	var f mfa.Factor
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *bolt.Tx) error {
 		u, err := getUser(tx, userID)
 		if err != nil {
 			return err
@@ -335,10 +422,18 @@ func (s *Store) PendingFactor(_ context.Context, userID, factorID string, now ti
 }
 
 // ConfirmFactor implements mfa.Store.
-func (s *Store) ConfirmFactor(_ context.Context, c mfa.Confirmation) error {
+func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
+	if err := checkConfirmation(c); err != nil {
+		return fmt.Errorf("boltstore: confirm factor: %w", err)
+	}
 	var result error
-	err := s.update("confirm factor", c.UserID, func(tx *bolt.Tx, u *userRec) (bool, error) {
+	err := s.update(ctx, "confirm factor", c.UserID, func(tx *bolt.Tx, u *userRec) (bool, error) {
 		result = nil
+		creds := tx.Bucket(credentialsBucket)
+		if f := c.Factor; f != nil && f.WebAuthn != nil && creds.Get(f.WebAuthn.CredentialID) != nil {
+			result = mfa.ErrDuplicate
+			return false, nil
+		}
 		e, err := getEnrollment(tx, c.TokenHash, c.Now)
 		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != c.UserID {
 			result = fmt.Errorf("enrolment session: %w", mfa.ErrNotFound)
@@ -353,16 +448,15 @@ func (s *Store) ConfirmFactor(_ context.Context, c mfa.Confirmation) error {
 				f = &p.Factor
 			}
 		}
-		creds := tx.Bucket(credentialsBucket)
 		switch {
 		case !e.Usable():
 			result = fmt.Errorf("enrolment session not activated: %w", mfa.ErrConflict)
 		case f == nil:
 			result = fmt.Errorf("pending factor: %w", mfa.ErrNotFound)
-		case c.FirstFactor && len(u.Factors) > 0:
+		case c.Factor == nil && (f.Kind == mfa.KindWebAuthn || f.WebAuthn != nil):
+			result = errPendingWebAuthn
+		case (c.FirstFactor || e.FirstFactor) && len(u.Factors) > 0:
 			result = fmt.Errorf("user already has a factor: %w", mfa.ErrConflict)
-		case f.WebAuthn != nil && creds.Get(f.WebAuthn.CredentialID) != nil:
-			result = mfa.ErrDuplicate
 		}
 		if result != nil {
 			return false, nil
@@ -381,14 +475,17 @@ func (s *Store) ConfirmFactor(_ context.Context, c mfa.Confirmation) error {
 			}
 		}
 		if len(c.RecoveryHashes) > 0 {
-			u.Recovery = slices.Clone(c.RecoveryHashes)
+			u.Recovery = recoverySet(c.RecoveryHashes)
 		}
 		return true, tx.Bucket(enrollmentsBucket).Delete([]byte(c.TokenHash))
 	})
 	if err != nil {
 		return err
 	}
-	return result
+	if result != nil {
+		return fmt.Errorf("boltstore: confirm factor: %w", result)
+	}
+	return nil
 }
 
 type challengeRec struct {
@@ -397,10 +494,10 @@ type challengeRec struct {
 }
 
 // PutChallenge implements mfa.Store.
-func (s *Store) PutChallenge(_ context.Context, id string, c mfa.Challenge, expiresAt time.Time) error {
+func (s *Store) PutChallenge(ctx context.Context, id string, c mfa.Challenge, expiresAt time.Time) error {
 	b, err := json.Marshal(challengeRec{Challenge: c, ExpiresAt: expiresAt})
 	if err == nil {
-		err = s.w.write(func(tx *bolt.Tx) error { return tx.Bucket(challengesBucket).Put([]byte(id), b) })
+		err = s.w.write(ctx, func(tx *bolt.Tx) error { return tx.Bucket(challengesBucket).Put([]byte(id), b) })
 	}
 	if err != nil {
 		return fmt.Errorf("boltstore: put challenge: %w", err)
@@ -409,9 +506,9 @@ func (s *Store) PutChallenge(_ context.Context, id string, c mfa.Challenge, expi
 }
 
 // TakeChallenge implements mfa.Store.
-func (s *Store) TakeChallenge(_ context.Context, id string, now time.Time) (mfa.Challenge, error) {
+func (s *Store) TakeChallenge(ctx context.Context, id string, now time.Time) (mfa.Challenge, error) {
 	var rec *challengeRec
-	err := s.w.write(func(tx *bolt.Tx) error {
+	err := s.w.write(ctx, func(tx *bolt.Tx) error {
 		rec = nil
 		b := tx.Bucket(challengesBucket)
 		v := b.Get([]byte(id))
@@ -435,9 +532,9 @@ func (s *Store) TakeChallenge(_ context.Context, id string, now time.Time) (mfa.
 }
 
 // AcceptAssertion implements mfa.Store.
-func (s *Store) AcceptAssertion(_ context.Context, userID, factorID string, use mfa.AssertionUse, now time.Time) (bool, error) {
+func (s *Store) AcceptAssertion(ctx context.Context, userID, factorID string, use mfa.AssertionUse, now time.Time) (bool, error) {
 	var accepted bool
-	err := s.update("accept assertion", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+	err := s.update(ctx, "accept assertion", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
 		accepted = false
 		i := u.factor(factorID)
 		if i < 0 || u.Factors[i].WebAuthn == nil {
@@ -457,8 +554,8 @@ func (s *Store) AcceptAssertion(_ context.Context, userID, factorID string, use 
 }
 
 // ConsumeRecoveryCode implements mfa.Store.
-func (s *Store) ConsumeRecoveryCode(_ context.Context, userID, codeHash string, now time.Time) (ok bool, remaining int, err error) {
-	err = s.update("consume recovery code", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+func (s *Store) ConsumeRecoveryCode(ctx context.Context, userID, codeHash string, now time.Time) (ok bool, remaining int, err error) {
+	err = s.update(ctx, "consume recovery code", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
 		ok, remaining = false, len(u.Recovery)
 		i := slices.IndexFunc(u.Recovery, func(h string) bool { return secret.Equal(h, codeHash) })
 		if i < 0 {
@@ -473,9 +570,12 @@ func (s *Store) ConsumeRecoveryCode(_ context.Context, userID, codeHash string, 
 }
 
 // ReplaceRecoveryCodes implements mfa.Store.
-func (s *Store) ReplaceRecoveryCodes(_ context.Context, tokenHash, userID string, hashes []string, now time.Time) error {
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID string, hashes []string, now time.Time) error {
+	if len(hashes) > maxRecoveryCodes {
+		return fmt.Errorf("boltstore: replace recovery codes: %d codes, at most %d", len(hashes), maxRecoveryCodes)
+	}
 	var result error
-	err := s.update("replace recovery codes", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
+	err := s.update(ctx, "replace recovery codes", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
 		result = nil
 		e, err := getEnrollment(tx, tokenHash, now)
 		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != userID {
@@ -489,7 +589,7 @@ func (s *Store) ReplaceRecoveryCodes(_ context.Context, tokenHash, userID string
 			result = fmt.Errorf("enrolment session cannot replace recovery codes: %w", mfa.ErrConflict)
 			return false, nil
 		}
-		u.Recovery = slices.Clone(hashes)
+		u.Recovery = recoverySet(hashes)
 		return true, tx.Bucket(enrollmentsBucket).Delete([]byte(tokenHash))
 	})
 	if err != nil {

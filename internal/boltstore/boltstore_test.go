@@ -34,6 +34,8 @@ func TestOpenTwice(t *testing.T) {
 	}
 }
 
+// TestSweep checks what Sweep deletes, at each boundary: a record goes
+// from the instant it expires, and failures FailureTTL after the last one.
 func TestSweep(t *testing.T) {
 	ctx := t.Context()
 	s := newStore(t)
@@ -50,14 +52,21 @@ func TestSweep(t *testing.T) {
 	if _, err := s.StartAttempt(ctx, "mallory-guessed-this", t0, lim); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.Sweep(t0, lim.FailureTTL)
-	must(err)
-	if n != 0 {
-		t.Fatalf("Sweep before expiry deleted %d records", n)
-	}
-	n, err = s.Sweep(t0.Add(2*time.Hour), lim.FailureTTL)
-	must(err)
-	if n != 3 {
-		t.Fatalf("Sweep after expiry deleted %d records, want 3 (session, alice, mallory)", n)
+	for _, c := range []struct {
+		now  time.Time
+		want int
+	}{
+		{t0, 0},
+		{t0.Add(time.Minute - time.Millisecond), 0},
+		{t0.Add(time.Minute), 2},                       // alice's session, then alice with no code left
+		{t0.Add(lim.FailureTTL - time.Millisecond), 0}, // mallory's failure still counts
+		{t0.Add(lim.FailureTTL), 1},                    // and now it is forgotten
+		{t0.Add(lim.FailureTTL + time.Hour), 0},
+	} {
+		n, err := s.Sweep(c.now, lim.FailureTTL)
+		must(err)
+		if n != c.want {
+			t.Fatalf("Sweep at t0+%v: deleted %d records, want %d", c.now.Sub(t0), n, c.want)
+		}
 	}
 }

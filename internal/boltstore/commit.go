@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"context"
 	"errors"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,13 +41,20 @@ var errClosed = errors.New("store closed")
 // write runs fn in a write transaction and returns its error. fn may run
 // more than once (when another transaction of its group fails, each is run
 // again alone), so it must only touch the transaction and its own results.
-func (c *committer) write(fn func(*bolt.Tx) error) error {
+// If ctx ends before fn is queued, fn does not run and write returns the
+// context's error; once queued, fn runs.
+func (c *committer) write(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	done := make(chan error, 1)
 	select {
 	case c.calls <- call{fn: fn, done: done}:
 		return <-done
 	case <-c.quit:
 		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -6,40 +6,79 @@ import (
 	"time"
 )
 
-// Store keeps users' factors, attempt counters, enrolment sessions and
-// activation codes. Two implementations pass the same conformance suite
-// (package storetest): an embedded bbolt file and Redis.
+// Store keeps users' factors, attempt counters, enrolment sessions,
+// activation codes and WebAuthn challenges. Two implementations, an embedded
+// bbolt file and Redis, pass one conformance suite (package storetest),
+// which pins every rule and boundary stated here; a rule is stated once, on
+// the method that applies it, and the others refer to it.
 //
-// Every method that checks and then changes state does both in one atomic
-// operation, so that concurrent callers, on one replica or many, cannot both
-// pass the check. Methods return ErrNotFound, ErrConflict or ErrWrongCode
-// where documented, wrapped or not; any other error is a failure of the
-// store itself.
+// Atomicity: every method that checks and then changes state does both in
+// one atomic operation, so that concurrent callers, on one replica or many,
+// cannot both pass the check.
+//
+// Time: a store reads no clock. Every expiry, lock and failure window is
+// measured with the callers' now arguments. A store may keep times to the
+// millisecond, truncating them (and rounding the durations of Limits up), so
+// the boundaries below are exact for whole milliseconds. Whatever expires at
+// T (an enrolment session, a pending factor, an activation code, a
+// challenge, a lock) holds while now is before T and no longer from T on.
+//
+// A success is an AcceptTOTPStep or AcceptAssertion that returns true, or a
+// ConsumeRecoveryCode that consumes a code: in the same atomic step it sets
+// the user's counted attempts, lockouts and lock to zero (see StartAttempt)
+// and LastVerifiedAt to now. Nothing else resets them.
+//
+// Errors: a method returns ErrNotFound, ErrConflict, ErrWrongCode or
+// ErrDuplicate, possibly wrapped, where its documentation says, and then has
+// changed nothing. Any method may return an error wrapping ErrUnavailable
+// when the store cannot be reached; called with a context that is already
+// done, it returns an error wrapping the context's error and changes
+// nothing. Arguments that a method documents as not allowed are refused with
+// an error that wraps none of the above, and nothing changes. Any other error
+// is a failure of the store itself.
 type Store interface {
 	// User returns a user's confirmed factors and state. A user the store
 	// has never seen is returned with no factor, not as an error.
 	User(ctx context.Context, userID string) (User, error)
 
-	// StartAttempt counts one attempt at a guessable factor (a TOTP code,
-	// an activation code) before it is evaluated. If the user is locked it
-	// counts nothing and returns Locked with the end of the lock. Otherwise
-	// it adds one to the consecutive failures, and when they reach
-	// lim.MaxFailures it locks the user for lim.Backoff(lockouts) at once,
-	// so that however many attempts run in parallel, at most MaxFailures are
-	// evaluated. The attempt still returns the user's factors and is to be
-	// evaluated. A success (AcceptTOTPStep) resets the count. Failures are
-	// forgotten once lim.FailureTTL has passed since the last counted
-	// attempt, measured with the now arguments (not the store's clock).
+	// StartAttempt counts one attempt at a guessable secret (a TOTP code, a
+	// recovery code, an activation code) before it is evaluated. The rule:
+	//
+	//   - If now is before the user's lock end, the user is locked: nothing
+	//     is counted and the Attempt is Locked, with LockedUntil and no
+	//     factors.
+	//   - Otherwise, if the last counted attempt was lim.FailureTTL or more
+	//     before now (now - last >= FailureTTL), the counted attempts and
+	//     lockouts are forgotten first (set to zero).
+	//   - The attempt is counted (attempts + 1, last counted attempt = now).
+	//     If the count is then lim.MaxFailures or more, the user is locked
+	//     until now + lim.Backoff(lockouts), and lockouts + 1; otherwise the
+	//     lock end is set to zero. The Attempt carries the user's factors, to
+	//     be evaluated.
+	//
+	// So the MaxFailures-th attempt after a success is evaluated and locks
+	// the ones after it, however many run in parallel: at most MaxFailures
+	// are evaluated. When the lock ends, one attempt is evaluated and locks
+	// again for the next back-off, until a success or FailureTTL without a
+	// counted attempt. Attempts refused by a lock are not counted: they
+	// neither lengthen the lock nor delay FailureTTL.
+	//
+	// lim must be valid: MaxFailures >= 1, FailureTTL > 0 and
+	// 0 < BaseLockout <= MaxLockout; other limits are not allowed.
 	StartAttempt(ctx context.Context, userID string, now time.Time, lim Limits) (Attempt, error)
 
-	// AcceptTOTPStep records that factorID accepted a code of time step
-	// step, if step is later than the last step it accepted; it then resets
-	// the user's failure count and lock and records now as the user's last
-	// verification and the factor's last use. It returns false, with no
-	// change, when step is not later (a replay) or the factor is gone.
+	// AcceptTOTPStep accepts a code of time step step for factorID if
+	// factorID is a confirmed TOTP factor of the user and step is greater
+	// than the last step the factor accepted (at first, the step that
+	// confirmed it); an equal or smaller step is a replay. Accepted, it
+	// stores step as the factor's last, records now as the factor's last use
+	// and is a success (see Store). It returns false, with no change,
+	// otherwise. step must lie in 0..2^53 (the steps of any real time do);
+	// other steps are not allowed.
 	AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, now time.Time) (bool, error)
 
-	// CreateEnrollment stores a new enrolment session until e.ExpiresAt.
+	// CreateEnrollment stores a new enrolment session until e.ExpiresAt,
+	// replacing one of the same token hash.
 	CreateEnrollment(ctx context.Context, e Enrollment) error
 
 	// Enrollment returns the session whose token hashes to tokenHash.
@@ -52,28 +91,42 @@ type Store interface {
 
 	// ActivateEnrollment consumes the user's activation code if it hashes to
 	// codeHash and marks the session activated. ErrNotFound if the session
-	// is gone; ErrWrongCode (nothing changed) if there is no unexpired code
-	// or it does not match.
+	// is gone, expired or another user's; else ErrWrongCode if the user has
+	// no unexpired code or it does not match. Nothing changes on error.
 	ActivateEnrollment(ctx context.Context, tokenHash, userID, codeHash string, now time.Time) error
 
 	// PutPendingFactor stores a factor that is not confirmed yet, until
-	// expiresAt. A pending factor verifies nothing.
+	// expiresAt, replacing a pending factor of the same ID. A pending factor
+	// verifies nothing.
 	PutPendingFactor(ctx context.Context, userID string, f Factor, expiresAt time.Time) error
 
 	// PendingFactor returns a pending factor. ErrNotFound if there is none
 	// or it expired.
 	PendingFactor(ctx context.Context, userID, factorID string, now time.Time) (Factor, error)
 
-	// ConfirmFactor turns a pending factor (or c.Factor, given whole) into
-	// a confirmed one and completes its enrolment session, atomically: the
-	// session must exist and be usable (activated if it needs to be), the
-	// pending factor must exist, and for a FirstFactor session the user must
-	// have no confirmed factor. A TOTP factor starts with c.Step as its last
-	// accepted step; a WebAuthn credential's ID must not be registered to
-	// anyone. c.RecoveryHashes, if any, become the user's recovery codes.
-	// ErrNotFound if the session or the pending factor is gone; ErrConflict
-	// if the session is not activated or the user already has a factor;
-	// ErrDuplicate if the credential ID is taken. Nothing changes on error.
+	// ConfirmFactor turns a pending factor, or c.Factor given whole, into a
+	// confirmed one and completes its enrolment session, atomically. Its
+	// checks, in this order, the first that fails deciding the error:
+	//
+	//  1. a WebAuthn credential's ID is registered to no one, this user
+	//     included (else ErrDuplicate);
+	//  2. the session exists, has not expired and is c.UserID's (else
+	//     ErrNotFound);
+	//  3. it is usable: activated if it needs to be (else ErrConflict);
+	//  4. the factor is given, or pending and unexpired (else ErrNotFound);
+	//  5. for a FirstFactor session, or with c.FirstFactor, the user has no
+	//     confirmed factor (else ErrConflict).
+	//
+	// A TOTP factor starts with c.Step as its last accepted step. The
+	// pending factor of the same ID goes. c.RecoveryHashes, if any, replace
+	// the user's recovery codes (see ConsumeRecoveryCode); with none, the
+	// codes stay. Nothing changes on error.
+	//
+	// Not allowed: a c.Factor without ID or whose ID is not c.FactorID
+	// (c.FactorID may be empty), whose Kind does not match its WebAuthn
+	// record, or with an empty credential ID; a pending WebAuthn factor
+	// (a credential is confirmed only given whole, so that its ID is
+	// checked); c.Step outside 0..2^53; more than 1000 RecoveryHashes.
 	ConfirmFactor(ctx context.Context, c Confirmation) error
 
 	// PutChallenge stores a WebAuthn ceremony's server-side state under id
@@ -85,26 +138,29 @@ type Store interface {
 	// is none or it expired (an expired one is deleted too).
 	TakeChallenge(ctx context.Context, id string, now time.Time) (Challenge, error)
 
-	// AcceptAssertion records a verified WebAuthn assertion of factorID:
-	// if the factor exists and use.SignCount is later than the stored one
-	// (or both are zero: an authenticator without a counter), it stores the
-	// count and flags, resets the user's failures and lock, and records now
-	// as the last verification and use. It returns false, with no change,
-	// when the factor is gone or the count did not grow (a cloned
-	// authenticator, or a concurrent replay).
+	// AcceptAssertion accepts a verified WebAuthn assertion of factorID if
+	// factorID is a confirmed WebAuthn factor of the user and use.SignCount
+	// is greater than the stored count, or both are zero (an authenticator
+	// without a counter). An equal non-zero count, a smaller one, or zero
+	// after a non-zero count is refused: a cloned authenticator or a
+	// replay. Accepted, it stores the count and flags of use, records now
+	// as the factor's last use and is a success (see Store). It returns
+	// false, with no change, otherwise.
 	AcceptAssertion(ctx context.Context, userID, factorID string, use AssertionUse, now time.Time) (bool, error)
 
 	// ConsumeRecoveryCode removes the user's recovery code that hashes to
-	// codeHash; if there was one, it resets the user's failures and lock and
-	// records now as the last verification. It returns whether a code was
-	// consumed and how many are left.
+	// codeHash, if the user has it; that is a success (see Store). A user's
+	// recovery codes are a set of hashes: a hash given twice is one code.
+	// It returns whether a code was removed and how many codes the user has
+	// after the call, removed or not (0 for a user without codes).
 	ConsumeRecoveryCode(ctx context.Context, userID, codeHash string, now time.Time) (ok bool, remaining int, err error)
 
-	// ReplaceRecoveryCodes replaces all of a user's recovery codes and
-	// completes the enrolment session that authorised it, atomically: the
-	// session must exist, be usable, belong to userID and not be a
-	// FirstFactor session, and the user must have a confirmed factor.
-	// ErrNotFound if the session is gone; ErrConflict otherwise.
+	// ReplaceRecoveryCodes replaces all of a user's recovery codes by hashes
+	// (none if empty) and completes the enrolment session that authorised
+	// it, atomically. ErrNotFound if the session is gone, expired or another
+	// user's; ErrConflict if it is not usable, is a FirstFactor session or
+	// the user has no confirmed factor. Nothing changes on error. More than
+	// 1000 hashes are not allowed.
 	ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID string, hashes []string, now time.Time) error
 }
 
@@ -118,8 +174,10 @@ var (
 	ErrWrongCode = errors.New("wrong code")
 	// ErrDuplicate: a WebAuthn credential ID is already registered.
 	ErrDuplicate = errors.New("credential already registered")
-	// ErrUnavailable: the store cannot be reached now (connection refused,
-	// timeout); nothing is known to have changed and the caller may retry.
+	// ErrUnavailable: the store could not be reached or did not answer in
+	// time (connection refused or reset, timeout, client closed). The
+	// operation may or may not have taken effect; the caller may retry,
+	// since every one-time value is consumed at most once.
 	ErrUnavailable = errors.New("store unavailable")
 )
 
@@ -134,10 +192,15 @@ const (
 
 // User is what the store knows of a user.
 type User struct {
-	ID             string
-	Factors        []Factor  // confirmed factors, oldest first
-	LockedUntil    time.Time // zero when not locked
-	LastVerifiedAt time.Time // last accepted verification of any factor
+	ID string
+	// Factors are the confirmed factors, oldest first: by CreatedAt, then
+	// by ID.
+	Factors []Factor
+	// LockedUntil is the lock end set by the last counted attempt (see
+	// Store.StartAttempt), zero if it set none or after a success. A lock
+	// that ended stays here until then: ask Locked.
+	LockedUntil    time.Time
+	LastVerifiedAt time.Time // the last success, zero if none
 	RecoveryCodes  int       // recovery codes left
 }
 
@@ -196,7 +259,7 @@ type TOTP struct {
 	Sealed    []byte `json:"sealed"` // AES-256-GCM, nonce first
 }
 
-// Attempt is the outcome of StartAttempt.
+// Attempt is the outcome of Store.StartAttempt.
 type Attempt struct {
 	// Locked: evaluate nothing, the user is locked until LockedUntil.
 	Locked      bool
@@ -205,7 +268,8 @@ type Attempt struct {
 	Factors []Factor
 }
 
-// Limits are the failed-attempt policy.
+// Limits are the failed-attempt policy; Store.StartAttempt states how a
+// store applies them.
 type Limits struct {
 	MaxFailures int           // consecutive failures that lock, e.g. 10
 	BaseLockout time.Duration // first lock, e.g. 30 s; doubles with each lock

@@ -31,6 +31,9 @@
 // times are kept to the millisecond. Records that expire carry their expiry
 // and every read compares it with the caller's now; Redis key expiry only
 // reclaims memory.
+//
+// Every error of a Redis call goes through storeError, the one place that
+// tells an unreachable Redis (mfa.ErrUnavailable) from other failures.
 package redisstore
 
 import (
@@ -40,6 +43,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,11 +116,11 @@ func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
+		return mfa.User{}, storeError("user", err)
 	}
 	for _, c := range cmds {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
+			return mfa.User{}, storeError("user", err)
 		}
 	}
 	u := mfa.User{ID: userID, RecoveryCodes: int(recovery.Val())}
@@ -134,7 +139,7 @@ func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 // StartAttempt counts one attempt, in one script that also returns the
 // user's factors: one round trip.
 func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, lim mfa.Limits) (mfa.Attempt, error) {
-	if lim.MaxFailures < 1 || lim.FailureTTL <= 0 {
+	if lim.MaxFailures < 1 || lim.FailureTTL <= 0 || lim.BaseLockout <= 0 || lim.MaxLockout < lim.BaseLockout {
 		return mfa.Attempt{}, fmt.Errorf("redisstore: start attempt: invalid limits %+v", lim)
 	}
 	args := []any{now.UnixMilli(), lim.MaxFailures, ceilMilli(lim.FailureTTL)}
@@ -151,7 +156,7 @@ func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, 
 	res, err := startAttemptScript.Run(ctx, s.rdb,
 		[]string{k.attempts(), k.factors(), k.used(), k.webauthn()}, args...).Slice()
 	if err != nil {
-		return mfa.Attempt{}, fmt.Errorf("redisstore: start attempt: %w", err)
+		return mfa.Attempt{}, storeError("start attempt", err)
 	}
 	a, err := decodeAttempt(res)
 	if err != nil {
@@ -203,7 +208,7 @@ func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, ste
 		[]string{k.factors(), k.steps(), k.attempts(), k.verified(), k.used()},
 		factorID, step, now.UnixMilli()).Int()
 	if err != nil {
-		return false, fmt.Errorf("redisstore: accept totp step: %w", err)
+		return false, storeError("accept totp step", err)
 	}
 	return n == 1, nil
 }
@@ -237,7 +242,7 @@ func (s *Store) CreateEnrollment(ctx context.Context, e mfa.Enrollment) error {
 		err = s.rdb.Set(ctx, sessionIndex(e.TokenHash), e.UserID, keep).Err()
 	}
 	if err != nil {
-		return fmt.Errorf("redisstore: create enrollment: %w", err)
+		return storeError("create enrollment", err)
 	}
 	return nil
 }
@@ -250,11 +255,11 @@ func (s *Store) Enrollment(ctx context.Context, tokenHash string, now time.Time)
 		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", mfa.ErrNotFound)
 	}
 	if err != nil {
-		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", err)
+		return mfa.Enrollment{}, storeError("enrollment", err)
 	}
 	h, err := s.rdb.HGetAll(ctx, userKeys(userID).session(tokenHash)).Result()
 	if err != nil {
-		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", err)
+		return mfa.Enrollment{}, storeError("enrollment", err)
 	}
 	if len(h) == 0 {
 		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", mfa.ErrNotFound)
@@ -295,7 +300,7 @@ func (s *Store) PutActivationCode(ctx context.Context, userID, codeHash string, 
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("redisstore: put activation code: %w", err)
+		return storeError("put activation code", err)
 	}
 	return nil
 }
@@ -306,7 +311,7 @@ func (s *Store) ActivateEnrollment(ctx context.Context, tokenHash, userID, codeH
 	n, err := activateEnrollmentScript.Run(ctx, s.rdb,
 		[]string{k.session(tokenHash), k.activation()}, codeHash, now.UnixMilli()).Int()
 	if err != nil {
-		return fmt.Errorf("redisstore: activate enrollment: %w", err)
+		return storeError("activate enrollment", err)
 	}
 	return status("activate enrollment", n)
 }
@@ -325,7 +330,7 @@ func (s *Store) PutPendingFactor(ctx context.Context, userID string, f mfa.Facto
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("redisstore: put pending factor: %w", err)
+		return storeError("put pending factor", err)
 	}
 	return nil
 }
@@ -334,7 +339,7 @@ func (s *Store) PutPendingFactor(ctx context.Context, userID string, f mfa.Facto
 func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now time.Time) (mfa.Factor, error) {
 	v, err := s.rdb.HMGet(ctx, userKeys(userID).pending(factorID), "factor", "expires_ms").Result()
 	if err != nil {
-		return mfa.Factor{}, fmt.Errorf("redisstore: pending factor: %w", err)
+		return mfa.Factor{}, storeError("pending factor", err)
 	}
 	js, ok1 := v[0].(string)
 	exp, ok2 := v[1].(string)
@@ -419,7 +424,7 @@ func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
 		cred = credentialIndex(c.Factor.WebAuthn.CredentialID)
 		ok, err := s.rdb.SetNX(ctx, cred, c.UserID, 0).Result()
 		if err != nil {
-			return fmt.Errorf("redisstore: confirm factor: reserve credential: %w", err)
+			return storeError("confirm factor: reserve credential", err)
 		}
 		if !ok {
 			return fmt.Errorf("redisstore: confirm factor: %w", mfa.ErrDuplicate)
@@ -437,7 +442,7 @@ func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
 		args...).Int()
 	if err != nil {
 		// The outcome is unknown: keep any reservation (see above).
-		return fmt.Errorf("redisstore: confirm factor: %w", err)
+		return storeError("confirm factor", err)
 	}
 	if err := status("confirm factor", n); err != nil {
 		if cred != "" {
@@ -447,7 +452,7 @@ func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 			defer cancel()
 			if rerr := releaseCredentialScript.Run(rctx, s.rdb, []string{cred}, c.UserID).Err(); rerr != nil {
-				return errors.Join(err, fmt.Errorf("redisstore: confirm factor: release credential: %w", rerr))
+				return errors.Join(err, storeError("confirm factor: release credential", rerr))
 			}
 		}
 		return err
@@ -471,7 +476,7 @@ func (s *Store) PutChallenge(ctx context.Context, id string, c mfa.Challenge, ex
 	// challenge by the wall clock, with a floor; TakeChallenge checks
 	// expiresAt with its now.
 	if err := s.rdb.Set(ctx, challengeKey(id), b, keepFor(expiresAt, time.Time{})).Err(); err != nil {
-		return fmt.Errorf("redisstore: put challenge: %w", err)
+		return storeError("put challenge", err)
 	}
 	return nil
 }
@@ -490,7 +495,7 @@ func (s *Store) TakeChallenge(ctx context.Context, id string, now time.Time) (mf
 		return mfa.Challenge{}, fmt.Errorf("redisstore: take challenge: %w", mfa.ErrNotFound)
 	}
 	if err != nil {
-		return mfa.Challenge{}, fmt.Errorf("redisstore: take challenge: %w", err)
+		return mfa.Challenge{}, storeError("take challenge", err)
 	}
 	var c storedChallenge
 	if err := json.Unmarshal(b, &c); err != nil {
@@ -509,7 +514,7 @@ func (s *Store) AcceptAssertion(ctx context.Context, userID, factorID string, us
 		[]string{k.factors(), k.webauthn(), k.attempts(), k.verified(), k.used()},
 		factorID, use.SignCount, flag(use.BackupState), flag(use.UserVerified), now.UnixMilli()).Int()
 	if err != nil {
-		return false, fmt.Errorf("redisstore: accept assertion: %w", err)
+		return false, storeError("accept assertion", err)
 	}
 	return n == 1, nil
 }
@@ -520,7 +525,7 @@ func (s *Store) ConsumeRecoveryCode(ctx context.Context, userID, codeHash string
 	res, err := consumeRecoveryCodeScript.Run(ctx, s.rdb,
 		[]string{k.recovery(), k.attempts(), k.verified()}, codeHash, now.UnixMilli()).Int64Slice()
 	if err != nil {
-		return false, 0, fmt.Errorf("redisstore: consume recovery code: %w", err)
+		return false, 0, storeError("consume recovery code", err)
 	}
 	if len(res) != 2 {
 		return false, 0, fmt.Errorf("redisstore: consume recovery code: unexpected script result of %d elements", len(res))
@@ -544,13 +549,39 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID stri
 	n, err := replaceRecoveryCodesScript.Run(ctx, s.rdb,
 		[]string{k.session(tokenHash), k.factors(), k.recovery()}, args...).Int()
 	if err != nil {
-		return fmt.Errorf("redisstore: replace recovery codes: %w", err)
+		return storeError("replace recovery codes", err)
 	}
 	if err := status("replace recovery codes", n); err != nil {
 		return err
 	}
 	s.rdb.Del(ctx, sessionIndex(tokenHash))
 	return nil
+}
+
+// storeError wraps the error of a Redis call made for op. If it says that
+// Redis cannot be reached now, it wraps mfa.ErrUnavailable too.
+func storeError(op string, err error) error {
+	if unreachable(err) {
+		return fmt.Errorf("redisstore: %s: %w: %w", op, mfa.ErrUnavailable, err)
+	}
+	return fmt.Errorf("redisstore: %s: %w", op, err)
+}
+
+// unreachable reports whether err says that Redis cannot be reached or did
+// not answer in time: a network error (connection refused or reset, a dial,
+// read or write timeout), a connection closed under the client (EOF), no
+// free connection in the pool in time, a client closed, or a deadline of the
+// caller that passed first. A cancelled context is not one: the caller gave
+// up, the store did not fail.
+func unreachable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 // status turns a script's status code into the error that mfa.Store documents.

@@ -60,13 +60,15 @@ return {0, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis
 // acceptTOTPStepScript advances a factor's last accepted step.
 //
 // KEYS: f, step, att, v, used. ARGV: factor ID, step, now (ms). Returns 1 if
-// accepted, 0 (nothing changed) if the step is not later or the factor is gone.
+// accepted, 0 (nothing changed) if the step is not later, the factor is gone
+// or it is no TOTP factor: every TOTP factor has a step from its
+// confirmation, and no other factor has one.
 var acceptTOTPStepScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 local last = redis.call('HGET', KEYS[2], ARGV[1])
-if last and tonumber(ARGV[2]) <= tonumber(last) then
+if not last or tonumber(ARGV[2]) <= tonumber(last) then
   return 0
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])

@@ -39,8 +39,27 @@ const (
 // is stopped when the test and its subtests end.
 func Start(t testing.TB) (addr string) {
 	t.Helper()
+	return StartServer(t).Addr
+}
+
+// Server is a redis-server started for a test, which the test may stop
+// before it ends: to see what clients get from a store that went away.
+type Server struct {
+	// Addr is the server's address, host:port.
+	Addr string
+	stop func()
+}
+
+// StartServer starts a standalone redis-server as Start does and returns
+// it. It is stopped when the test ends, if not before by Stop.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
 	return start(t, nil)
 }
+
+// Stop stops the server and waits until it has exited, so that its port
+// refuses connections. Stopping a stopped server does nothing.
+func (s *Server) Stop() { s.stop() }
 
 // StartCluster starts a one-node Redis Cluster that owns all 16384 slots and
 // returns its address. A cluster node refuses any command or script whose
@@ -52,7 +71,7 @@ func StartCluster(t testing.TB) (addr string) {
 		"--cluster-enabled", "yes",
 		"--cluster-config-file", "nodes.conf",
 		"--cluster-announce-ip", "127.0.0.1",
-	})
+	}).Addr
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	c := redis.NewClient(&redis.Options{Addr: addr})
@@ -91,7 +110,7 @@ func ClusterClient(t testing.TB, addr string) redis.UniversalClient {
 	return c
 }
 
-func start(t testing.TB, extra []string) string {
+func start(t testing.TB, extra []string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -106,14 +125,14 @@ func start(t testing.TB, extra []string) string {
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
-		addr, err := launch(t, bin, port, extra)
+		s, err := launch(t, bin, port, extra)
 		if err == nil {
-			return addr
+			return s
 		}
 		errs = append(errs, err)
 	}
 	t.Fatalf("redistest: redis-server did not start in %d tries: %v", tries, errors.Join(errs...))
-	return ""
+	return nil
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -128,7 +147,7 @@ func freePort() (int, error) {
 
 // launch starts redis-server on port and waits for PING. On success it
 // registers the server's stop with t.Cleanup.
-func launch(t testing.TB, bin string, port int, extra []string) (string, error) {
+func launch(t testing.TB, bin string, port int, extra []string) (*Server, error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args := append([]string{
 		"--port", strconv.Itoa(port),
@@ -141,7 +160,7 @@ func launch(t testing.TB, bin string, port int, extra []string) (string, error) 
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("start redis-server: %w", err)
+		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -153,15 +172,15 @@ func launch(t testing.TB, bin string, port int, extra []string) (string, error) 
 		} else if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			<-exited
-			return "", fmt.Errorf("redis-server on %s: no answer to PING after %s: %v; output:\n%s", addr, readyTimeout, err, out)
+			return nil, fmt.Errorf("redis-server on %s: no answer to PING after %s: %v; output:\n%s", addr, readyTimeout, err, out)
 		}
 		select {
 		case err := <-exited:
-			return "", fmt.Errorf("redis-server on %s exited (%v); output:\n%s", addr, err, out)
+			return nil, fmt.Errorf("redis-server on %s exited (%v); output:\n%s", addr, err, out)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -171,7 +190,8 @@ func launch(t testing.TB, bin string, port int, extra []string) (string, error) 
 			t.Errorf("redistest: redis-server on %s ignored SIGTERM for %s; killed", addr, stopTimeout)
 		}
 	})
-	return addr, nil
+	t.Cleanup(stop)
+	return &Server{Addr: addr, stop: stop}, nil
 }
 
 // ping sends PING in the Redis protocol and wants +PONG.

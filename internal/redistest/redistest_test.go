@@ -1,6 +1,7 @@
 package redistest_test
 
 import (
+	"net"
 	"testing"
 
 	"github.com/secondfactor/secondfactor/internal/redistest"
@@ -33,4 +34,18 @@ func TestStartCluster(t *testing.T) {
 	if err := c.Do(ctx, "MSET", "a", "1", "b", "2").Err(); err == nil {
 		t.Fatal("MSET across slots: got no error, want CROSSSLOT")
 	}
+}
+
+func TestStop(t *testing.T) {
+	s := redistest.StartServer(t)
+	c := redistest.Client(t, s.Addr)
+	if err := c.Ping(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	if conn, err := net.Dial("tcp", s.Addr); err == nil {
+		conn.Close()
+		t.Fatalf("%s accepts connections after Stop", s.Addr)
+	}
+	s.Stop() // a second Stop does nothing
 }
