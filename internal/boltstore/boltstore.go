@@ -157,8 +157,8 @@ const (
 
 // checkLimits refuses the limits that mfa.Store.StartAttempt does not allow.
 func checkLimits(lim mfa.Limits) error {
-	if lim.MaxFailures < 1 || lim.FailureTTL <= 0 || lim.BaseLockout <= 0 || lim.MaxLockout < lim.BaseLockout {
-		return fmt.Errorf("invalid limits %+v", lim)
+	if err := lim.Validate(); err != nil {
+		return fmt.Errorf("invalid limits: %w", err)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package grpcapi_test
 
 import (
-	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -25,7 +24,7 @@ func BenchmarkVerifyTOTP(b *testing.B) {
 		b.Run(kind+"/accepted", func(b *testing.B) {
 			e := newEnv(b, kind, envOptions{})
 			u := e.enrollTOTP(b, "dr-bench")
-			ctx := context.Background()
+			ctx := b.Context()
 			for b.Loop() {
 				e.clock.Advance(30 * time.Second)
 				r, err := e.portal.VerifyTOTP(ctx, &sfv1.VerifyTOTPRequest{UserId: u.userID, Code: e.code(b, u)}, asPortal)
@@ -42,9 +41,10 @@ func BenchmarkVerifyTOTP(b *testing.B) {
 				u := e.enrollTOTP(b, fmt.Sprintf("dr-%d", i))
 				wrong[i] = e.wrongCode(b, u)
 			}
-			ctx := context.Background()
+			ctx := b.Context()
 			var next atomic.Int64
 			b.SetParallelism(4)
+			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				i := next.Add(1) % users
 				user, code := fmt.Sprintf("dr-%d", i), wrong[i]
@@ -71,7 +71,7 @@ func BenchmarkFinishWebAuthnLogin(b *testing.B) {
 		b.Run(kind, func(b *testing.B) {
 			e := newEnv(b, kind, envOptions{})
 			a, _ := e.registerKey(b, "dr-bench")
-			ctx := context.Background()
+			ctx := b.Context()
 			for b.Loop() {
 				id, options := e.beginLogin(b, "dr-bench")
 				assertion, err := a.Get(options, origin)

@@ -139,8 +139,8 @@ func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 // StartAttempt counts one attempt, in one script that also returns the
 // user's factors: one round trip.
 func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, lim mfa.Limits) (mfa.Attempt, error) {
-	if lim.MaxFailures < 1 || lim.FailureTTL <= 0 || lim.BaseLockout <= 0 || lim.MaxLockout < lim.BaseLockout {
-		return mfa.Attempt{}, fmt.Errorf("redisstore: start attempt: invalid limits %+v", lim)
+	if err := lim.Validate(); err != nil {
+		return mfa.Attempt{}, fmt.Errorf("redisstore: start attempt: invalid limits: %w", err)
 	}
 	args := []any{now.UnixMilli(), lim.MaxFailures, ceilMilli(lim.FailureTTL)}
 	// The lock lengths by number of previous lockouts, up to the first that

@@ -94,7 +94,7 @@ const (
 var (
 	// t0 is whole milliseconds: stores may keep times at that precision.
 	t0     = time.UnixMilli(1_790_000_000_123).UTC()
-	limits = mfa.Limits{MaxFailures: 10, BaseLockout: 30 * time.Second, MaxLockout: time.Hour, FailureTTL: 24 * time.Hour}
+	limits = mfa.DefaultLimits()
 	// equateEmpty: a store may return nil or an empty slice for no factors.
 	equateEmpty = cmpopts.EquateEmpty()
 )
