@@ -287,6 +287,7 @@ func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (Ne
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(s.o.EnrollmentTTL),
 		FirstFactor: !enrolled,
+		Epoch:       u.Epoch,
 	}
 	if err := s.admit(&e, u, now); err != nil {
 		return NewEnrollment{}, err
@@ -581,7 +582,7 @@ func (s *Service) VerifyTOTP(ctx context.Context, userID, code string, c Client)
 		if !ok {
 			continue
 		}
-		accepted, err := s.o.Store.AcceptTOTPStep(ctx, userID, f.ID, step, now)
+		accepted, err := s.o.Store.AcceptTOTPStep(ctx, userID, f.ID, step, att.Epoch, now)
 		if err != nil {
 			return Result{}, err
 		}

@@ -28,6 +28,13 @@ import (
 // the user's counted attempts, lockouts and lock to zero (see StartAttempt)
 // and LastVerifiedAt to now. Nothing else resets them.
 //
+// Epoch: each user has a factor epoch, 0 for a user the store has never
+// seen, that ResetUser and DeleteFactor increment in the same atomic step
+// as their removal. Whatever is begun under an epoch (an enrolment session,
+// a login challenge, a verification) carries it, and the method that would
+// complete it refuses when the user's epoch is no longer that one: nothing
+// begun before a reset or a delete finishes after it, on any replica.
+//
 // Errors: a method returns ErrNotFound, ErrConflict, ErrWrongCode or
 // ErrDuplicate, possibly wrapped, where its documentation says, and then has
 // changed nothing. Any method may return an error wrapping ErrUnavailable
@@ -75,14 +82,18 @@ type Store interface {
 	// and is a success (see Store). It returns false, with no change,
 	// otherwise. step must lie in 0..2^53 (the steps of any real time do);
 	// other steps are not allowed.
-	AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, now time.Time) (bool, error)
+	//
+	// epoch is the user's epoch that the evaluated factors were read under
+	// (Attempt.Epoch): a different epoch accepts nothing and returns false.
+	AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, epoch uint64, now time.Time) (bool, error)
 
 	// CreateEnrollment stores a new enrolment session until e.ExpiresAt,
 	// replacing one of the same token hash.
 	CreateEnrollment(ctx context.Context, e Enrollment) error
 
 	// Enrollment returns the session whose token hashes to tokenHash.
-	// ErrNotFound if there is none, it expired or it was completed.
+	// ErrNotFound if there is none, it expired, it was completed, or its
+	// Epoch is no longer the user's (a reset or delete ended it).
 	Enrollment(ctx context.Context, tokenHash string, now time.Time) (Enrollment, error)
 
 	// PutActivationCode stores the hash of a user's activation code until
@@ -91,7 +102,7 @@ type Store interface {
 
 	// ActivateEnrollment consumes the user's activation code if it hashes to
 	// codeHash and marks the session activated. ErrNotFound if the session
-	// is gone, expired or another user's; else ErrWrongCode if the user has
+	// is gone, expired, another user's or of another epoch; else ErrWrongCode if the user has
 	// no unexpired code or it does not match. Nothing changes on error.
 	ActivateEnrollment(ctx context.Context, tokenHash, userID, codeHash string, now time.Time) error
 
@@ -110,8 +121,8 @@ type Store interface {
 	//
 	//  1. a WebAuthn credential's ID is registered to no one, this user
 	//     included (else ErrDuplicate);
-	//  2. the session exists, has not expired and is c.UserID's (else
-	//     ErrNotFound);
+	//  2. the session exists, has not expired, is c.UserID's and its Epoch
+	//     is the user's (else ErrNotFound);
 	//  3. it is usable: activated if it needs to be (else ErrConflict);
 	//  4. the factor is given, or pending and unexpired (else ErrNotFound);
 	//  5. for a FirstFactor session, or with c.FirstFactor, the user has no
@@ -144,9 +155,16 @@ type Store interface {
 	// without a counter). An equal non-zero count, a smaller one, or zero
 	// after a non-zero count is refused: a cloned authenticator or a
 	// replay. Accepted, it stores the count and flags of use, records now
-	// as the factor's last use and is a success (see Store). It returns
-	// false, with no change, otherwise.
-	AcceptAssertion(ctx context.Context, userID, factorID string, use AssertionUse, now time.Time) (bool, error)
+	// as the factor's last use and is a success (see Store).
+	//
+	// The outcome says which: AssertionAccepted; AssertionRefused, with no
+	// change, when the factor is not a confirmed WebAuthn factor of the
+	// user, is suspended (SuspendedAt set), or epoch is not the user's (the
+	// epoch the challenge was made under); AssertionCloned when the count is
+	// refused by the rule above: the factor is then suspended at now in the
+	// same atomic step (SuspendedAt = now), so that every later assertion is
+	// refused, whatever its count, until SuspendFactor lifts it.
+	AcceptAssertion(ctx context.Context, userID, factorID string, use AssertionUse, epoch uint64, now time.Time) (AssertionOutcome, error)
 
 	// ConsumeRecoveryCode removes the user's recovery code that hashes to
 	// codeHash, if the user has it; that is a success (see Store). A user's
@@ -157,11 +175,60 @@ type Store interface {
 
 	// ReplaceRecoveryCodes replaces all of a user's recovery codes by hashes
 	// (none if empty) and completes the enrolment session that authorised
-	// it, atomically. ErrNotFound if the session is gone, expired or another
-	// user's; ErrConflict if it is not usable, is a FirstFactor session or
+	// it, atomically. ErrNotFound if the session is gone, expired, another
+	// user's or of another epoch; ErrConflict if it is not usable, is a FirstFactor session or
 	// the user has no confirmed factor. Nothing changes on error. More than
 	// 1000 hashes are not allowed.
 	ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID string, hashes []string, now time.Time) error
+
+	// ResetUser removes, in one atomic step, all of a user's confirmed
+	// factors (and their credential IDs, which become free), pending
+	// factors, recovery codes, activation code, counted attempts, lockouts
+	// and lock, and increments the user's epoch, which ends every session,
+	// challenge and verification begun before (see Epoch). It returns how
+	// many confirmed factors it removed. A user the store has never seen is
+	// reset too (epoch 0 → 1), with 0 removed.
+	ResetUser(ctx context.Context, userID string, now time.Time) (removed int, err error)
+
+	// DeleteFactor removes one confirmed factor of the user (a credential's
+	// ID becomes free) and increments the user's epoch, atomically. If it
+	// was the user's last factor, the recovery codes go too. ErrNotFound if
+	// the user has no confirmed factor factorID.
+	DeleteFactor(ctx context.Context, userID, factorID string, now time.Time) error
+
+	// UnlockUser sets the user's counted attempts, lockouts and lock to zero
+	// (as a success does, but without touching LastVerifiedAt). A user
+	// without any is unchanged; that is not an error.
+	UnlockUser(ctx context.Context, userID string) error
+
+	// SuspendFactor sets the SuspendedAt of the user's confirmed factor
+	// factorID to at; the zero time lifts a suspension. ErrNotFound if the
+	// user has no confirmed factor factorID.
+	SuspendFactor(ctx context.Context, userID, factorID string, at time.Time) error
+
+	// AppendEvent appends e to the audit chain of e.UserID, which is
+	// append-only: it sets e.Seq to the chain's last Seq + 1 (1 for the
+	// first event), e.PrevHash to the last event's Hash ("" for the first)
+	// and e.Hash to EventHash(e), atomically against concurrent appends to
+	// the same chain, stores it and returns it. e.UserID must not be empty;
+	// e.Seq, e.PrevHash and e.Hash given are ignored.
+	AppendEvent(ctx context.Context, e Event) (Event, error)
+
+	// Events returns the events that q selects, newest first (by Time,
+	// then by UserID and Seq descending), at most q.Limit (1 to 1000), and
+	// a cursor for the next page ("" after the last). Events are returned
+	// as stored, so that a check of their hashes sees any edit.
+	Events(ctx context.Context, q EventQuery) ([]Event, string, error)
+
+	// Chain returns up to n events (1 to 1000) of userID's audit chain in
+	// chain order, starting at the first event whose Seq is at least from,
+	// as stored. An empty slice past the end or for a user without events.
+	Chain(ctx context.Context, userID string, from uint64, n int) ([]Event, error)
+
+	// ChainUsers returns up to n users (1 to 1000) that have an audit
+	// chain, in ascending order, starting after the user after ("" for the
+	// first page).
+	ChainUsers(ctx context.Context, after string, n int) ([]string, error)
 }
 
 // Errors a Store returns.
@@ -193,6 +260,8 @@ const (
 // User is what the store knows of a user.
 type User struct {
 	ID string
+	// Epoch is the user's factor epoch (see Store).
+	Epoch uint64
 	// Factors are the confirmed factors, oldest first: by CreatedAt, then
 	// by ID.
 	Factors []Factor
@@ -214,8 +283,11 @@ type Factor struct {
 	Name       string    `json:"name"`
 	CreatedAt  time.Time `json:"created_at"`
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
-	TOTP       *TOTP     `json:"totp,omitempty"`
-	WebAuthn   *WebAuthn `json:"webauthn,omitempty"`
+	// SuspendedAt, when set, suspends the factor: it verifies nothing until
+	// an administrator lifts it (Store.SuspendFactor with the zero time).
+	SuspendedAt time.Time `json:"suspended_at,omitzero"`
+	TOTP        *TOTP     `json:"totp,omitempty"`
+	WebAuthn    *WebAuthn `json:"webauthn,omitempty"`
 }
 
 // WebAuthn is a registered security key or passkey. The public key is not
@@ -234,6 +306,16 @@ type WebAuthn struct {
 	SignCount         uint32   `json:"sign_count"`
 }
 
+// AssertionOutcome is what Store.AcceptAssertion did.
+type AssertionOutcome int
+
+// The outcomes of Store.AcceptAssertion.
+const (
+	AssertionRefused AssertionOutcome = iota
+	AssertionAccepted
+	AssertionCloned
+)
+
 // AssertionUse is what a verified assertion changes on its credential.
 type AssertionUse struct {
 	SignCount    uint32
@@ -248,6 +330,8 @@ type Challenge struct {
 	Name string `json:"name,omitempty"`
 	// Session is go-webauthn's SessionData, as JSON.
 	Session []byte `json:"session"`
+	// Epoch is the user's epoch when the challenge was made (see Store).
+	Epoch uint64 `json:"epoch"`
 }
 
 // TOTP is the sealed secret and parameters of a TOTP factor.
@@ -266,6 +350,9 @@ type Attempt struct {
 	LockedUntil time.Time
 	// Factors are the user's confirmed factors, when not Locked.
 	Factors []Factor
+	// Epoch is the user's epoch the factors were read under, for
+	// AcceptTOTPStep.
+	Epoch uint64
 }
 
 // Limits are the failed-attempt policy; Store.StartAttempt states how a
@@ -310,6 +397,8 @@ type Enrollment struct {
 	// NeedsActivation: the session enrols nothing until Activated.
 	NeedsActivation bool `json:"needs_activation"`
 	Activated       bool `json:"activated"`
+	// Epoch is the user's epoch when the session was created (see Store).
+	Epoch uint64 `json:"epoch"`
 }
 
 // Usable reports whether the session may enrol a factor.
@@ -328,4 +417,36 @@ type Confirmation struct {
 	Factor *Factor
 	// RecoveryHashes replace the user's recovery codes when not empty.
 	RecoveryHashes []string
+}
+
+// Event is an entry of the audit trail: who did what to whose factors, and
+// how each verification went. A user's events form a hash chain (see
+// Store.AppendEvent), so that an edited or removed event is detected.
+type Event struct {
+	UserID    string    `json:"user_id"`
+	Seq       uint64    `json:"seq"` // position in the user's chain, from 1
+	Time      time.Time `json:"time"`
+	Action    Action    `json:"action"`
+	Result    string    `json:"result,omitempty"` // for verifications: accepted, rejected, locked, replay, suspended
+	FactorID  string    `json:"factor_id,omitempty"`
+	Actor     string    `json:"actor,omitempty"`  // the API caller
+	Reason    string    `json:"reason,omitempty"` // an administrator's reason
+	ClientIP  string    `json:"client_ip,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+	PrevHash  string    `json:"prev_hash,omitempty"` // hex SHA-256 of the previous event, "" for the first
+	Hash      string    `json:"hash"`                // hex SHA-256 of this one: EventHash
+}
+
+// Action is what an audit event records.
+type Action string
+
+// EventQuery selects audit events for Store.Events.
+type EventQuery struct {
+	UserID  string    // "" for every user
+	Since   time.Time // zero: no lower bound; else Time >= Since
+	Until   time.Time // zero: no upper bound; else Time < Until
+	Actions []Action  // empty: every action
+	Limit   int       // 1 to 1000
+	Cursor  string    // from the previous page, "" for the first
 }

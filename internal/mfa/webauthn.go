@@ -201,7 +201,7 @@ func (s *Service) BeginWebAuthnLogin(ctx context.Context, userID string, c Clien
 	if err != nil {
 		return LoginChallenge{}, err
 	}
-	err = s.o.Store.PutChallenge(ctx, loginKey(id.Reveal()), Challenge{UserID: userID, Session: sess}, s.o.Now().Add(s.o.RP.Timeout()))
+	err = s.o.Store.PutChallenge(ctx, loginKey(id.Reveal()), Challenge{UserID: userID, Session: sess, Epoch: u.Epoch}, s.o.Now().Add(s.o.RP.Timeout()))
 	if err != nil {
 		return LoginChallenge{}, err
 	}
@@ -231,7 +231,7 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, a
 		return Result{}, "", err
 	}
 	// From here on the challenge is spent: every outcome is final.
-	r, err := s.verifyAssertion(ctx, ch.UserID, ch.Session, assertionJSON, c, now)
+	r, err := s.verifyAssertion(ctx, ch, assertionJSON, c, now)
 	if err != nil {
 		return Result{}, "", err
 	}
@@ -239,8 +239,9 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, a
 }
 
 // verifyAssertion checks an assertion against the login session of a spent
-// challenge of userID and, if it holds, records its use.
-func (s *Service) verifyAssertion(ctx context.Context, userID string, session, assertionJSON []byte, c Client, now time.Time) (Result, error) {
+// challenge and, if it holds, records its use.
+func (s *Service) verifyAssertion(ctx context.Context, ch Challenge, assertionJSON []byte, c Client, now time.Time) (Result, error) {
+	userID := ch.UserID
 	if len(assertionJSON) == 0 || len(assertionJSON) > MaxCredentialJSON {
 		return Result{}, badField("assertion_json", "must be 1 to %d bytes", MaxCredentialJSON)
 	}
@@ -252,7 +253,7 @@ func (s *Service) verifyAssertion(ctx context.Context, userID string, session, a
 	if len(wu.Credentials) == 0 {
 		return Result{Verdict: Rejected}, nil
 	}
-	a, err := s.o.RP.FinishLogin(wu, session, assertionJSON)
+	a, err := s.o.RP.FinishLogin(wu, ch.Session, assertionJSON)
 	var ce *CeremonyError
 	switch {
 	case errors.As(err, &ce) && ce.Malformed:
@@ -267,21 +268,23 @@ func (s *Service) verifyAssertion(ctx context.Context, userID string, session, a
 	if f == nil {
 		return Result{Verdict: Rejected}, nil
 	}
-	if a.CloneWarning {
-		s.o.Logger.WarnContext(ctx, "webauthn sign count went backwards: possible cloned authenticator, login refused",
-			"user_id", userID, "factor_id", f.ID, "stored", f.WebAuthn.SignCount, "got", a.Use.SignCount, "ip", c.IP)
-		return Result{Verdict: Rejected}, nil
-	}
-	ok, err := s.o.Store.AcceptAssertion(ctx, userID, f.ID, a.Use, now)
+	// The store decides on the sign count (go-webauthn's CloneWarning saw
+	// the count read before; a concurrent login may have moved it since).
+	outcome, err := s.o.Store.AcceptAssertion(ctx, userID, f.ID, a.Use, ch.Epoch, now)
 	if err != nil {
 		return Result{}, err
 	}
-	if !ok {
-		s.o.Logger.WarnContext(ctx, "webauthn sign count did not grow at store: concurrent or cloned use, login refused",
-			"user_id", userID, "factor_id", f.ID, "got", a.Use.SignCount)
-		return Result{Verdict: Rejected}, nil
+	switch outcome {
+	case AssertionAccepted:
+		return Result{Verdict: Accepted}, nil
+	case AssertionCloned:
+		s.o.Logger.WarnContext(ctx, "webauthn sign count went backwards: possible cloned authenticator, credential suspended",
+			"user_id", userID, "factor_id", f.ID, "stored", f.WebAuthn.SignCount, "got", a.Use.SignCount, "ip", c.IP)
+	default:
+		s.o.Logger.WarnContext(ctx, "webauthn assertion refused by the store: credential suspended or removed, or the user was reset",
+			"user_id", userID, "factor_id", f.ID, "ip", c.IP)
 	}
-	return Result{Verdict: Accepted}, nil
+	return Result{Verdict: Rejected}, nil
 }
 
 // credentialFactor returns the factor among fs whose credential ID is id,
