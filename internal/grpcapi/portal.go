@@ -189,6 +189,9 @@ func factorPB(f mfa.Factor) *sfv1.Factor {
 	if !f.LastUsedAt.IsZero() {
 		out.LastUsedAt = timestamppb.New(f.LastUsedAt)
 	}
+	if !f.SuspendedAt.IsZero() {
+		out.SuspendedAt = timestamppb.New(f.SuspendedAt)
+	}
 	return out
 }
 
@@ -198,22 +201,4 @@ func factorsPB(fs []mfa.Factor) []*sfv1.Factor {
 		out[i] = factorPB(f)
 	}
 	return out
-}
-
-// adminAPI implements the Admin service; errors as in portalAPI.
-type adminAPI struct {
-	sfv1.UnimplementedAdminServiceServer
-	svc *mfa.Service
-}
-
-func (a *adminAPI) IssueActivationCode(ctx context.Context, r *sfv1.IssueActivationCodeRequest) (*sfv1.IssueActivationCodeResponse, error) {
-	c, ok := CallerFrom(ctx)
-	if !ok {
-		return nil, &edgeError{kind: errUnauthenticated, reason: "no-caller", msg: "no authenticated caller"}
-	}
-	code, expires, err := a.svc.IssueActivationCode(ctx, r.GetUserId(), c.Name, r.GetReason())
-	if err != nil {
-		return nil, err
-	}
-	return &sfv1.IssueActivationCodeResponse{Code: code.Reveal(), ExpiresAt: timestamppb.New(expires)}, nil
 }

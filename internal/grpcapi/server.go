@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,8 +64,10 @@ func New(o Options) *Server {
 		grpc.MaxRecvMsgSize(o.MaxRequestBytes),
 		grpc.ForceServerCodecV2(c),
 		// The logger is outermost: it sees every outcome, maps it with
-		// toStatus and writes the call's one log line.
-		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth, c.checkDecoded),
+		// toStatus and writes the call's one log line. withOrigin, once the
+		// caller is known and the request decoded, tells the flows and the
+		// log who called, from where.
+		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth, c.checkDecoded, withOrigin),
 		grpc.ChainStreamInterceptor(l.stream, o.Callers.streamAuth, c.checkDecodedStream),
 		grpc.ConnectionTimeout(10 * time.Second),
 	}
@@ -104,6 +107,44 @@ func requestID(ctx context.Context) string {
 	return id
 }
 
+// callRecord is what the interceptors inside the logger learn of a call
+// for its log line: the caller, once authenticated (withOrigin).
+type callRecord struct {
+	caller string
+}
+
+type callRecordKey struct{}
+
+// clientRequest is a request that carries the end user's client, as the
+// portal saw it.
+type clientRequest interface{ GetClient() *sfv1.ClientInfo }
+
+// userRequest is a request, or a response, that names a user.
+type userRequest interface{ GetUserId() string }
+
+// verdictResponse is the response of a verification.
+type verdictResponse interface{ GetVerdict() sfv1.Verdict }
+
+// withOrigin is the unary interceptor, after authentication, that gives the
+// flows the origin of the call for the audit trail (mfa.WithOrigin): the
+// authenticated caller's name, the request id and, when the request carries
+// one, the end user's client. It also gives the caller's name to the call's
+// log line.
+func withOrigin(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	o := mfa.Origin{RequestID: requestID(ctx)}
+	if c, ok := CallerFrom(ctx); ok {
+		o.Actor = c.Name
+	}
+	if r, ok := req.(clientRequest); ok {
+		c := r.GetClient()
+		o.ClientIP, o.UserAgent = c.GetIp(), c.GetUserAgent()
+	}
+	if rec, ok := ctx.Value(callRecordKey{}).(*callRecord); ok {
+		rec.caller = o.Actor
+	}
+	return handler(mfa.WithOrigin(ctx, o), req)
+}
+
 func newRequestID() string {
 	b := make([]byte, 8)
 	rand.Read(b)
@@ -111,10 +152,12 @@ func newRequestID() string {
 }
 
 // logger writes one JSON line per call: method, code, duration, request id,
-// caller and peer and, for a failed call, the rule that refused it (reason)
-// and the whole error with its cause (error), which the caller never sees.
-// Request and response bodies are never logged: they carry codes and
-// secrets. It is the outermost interceptor, and the one that turns errors
+// caller and peer; the user (user_id) and the end user's IP address
+// (client_ip) when the request names them, and the verdict of a
+// verification; for a failed call, the rule that refused it (reason) and
+// the whole error with its cause (error), which the caller never sees.
+// Request and response bodies are otherwise never logged: they carry codes
+// and secrets. It is the outermost interceptor, and the one that turns errors
 // into statuses (toStatus), panics included.
 type logger struct {
 	log  *slog.Logger
@@ -132,7 +175,8 @@ func newLogger(log *slog.Logger) *logger {
 func (l *logger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
 	id := newRequestID()
-	ctx = context.WithValue(ctx, requestIDKey{}, id)
+	rec := &callRecord{}
+	ctx = context.WithValue(context.WithValue(ctx, requestIDKey{}, id), callRecordKey{}, rec)
 	defer func() {
 		if r := recover(); r != nil {
 			err = &panicError{value: r, stack: debug.Stack()}
@@ -140,7 +184,7 @@ func (l *logger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 		if err != nil {
 			resp = nil
 		}
-		err = l.done(ctx, info.FullMethod, id, start, err)
+		err = l.done(ctx, info.FullMethod, id, start, err, callAttrs(rec, req, resp)...)
 	}()
 	return handler(ctx, req)
 }
@@ -166,9 +210,56 @@ type idStream struct {
 
 func (s *idStream) Context() context.Context { return s.ctx }
 
-// done maps a call's error to the status the caller gets, logs the call and
-// returns the status as an error (nil for success).
-func (l *logger) done(ctx context.Context, method, id string, start time.Time, err error) error {
+// maxLoggedText is the most of a user id or an IP address a log line
+// repeats from a request: no valid one is longer, and an invalid one is
+// refused, but still logged, with the call.
+const maxLoggedText = 128
+
+// callAttrs are the log fields of a unary call that its record, request and
+// response give: caller, user_id (from the request, else from the response:
+// FinishWebAuthnLogin names the user only there), client_ip and verdict.
+func callAttrs(rec *callRecord, req, resp any) []slog.Attr {
+	var attrs []slog.Attr
+	if rec.caller != "" {
+		attrs = append(attrs, slog.String("caller", rec.caller))
+	}
+	var user string
+	if r, ok := req.(userRequest); ok {
+		user = r.GetUserId()
+	}
+	if r, ok := resp.(userRequest); ok && user == "" {
+		user = r.GetUserId()
+	}
+	if user != "" {
+		attrs = append(attrs, slog.String("user_id", truncate(user)))
+	}
+	if r, ok := req.(clientRequest); ok && r.GetClient().GetIp() != "" {
+		attrs = append(attrs, slog.String("client_ip", truncate(r.GetClient().GetIp())))
+	}
+	if r, ok := resp.(verdictResponse); ok && r.GetVerdict() != sfv1.Verdict_VERDICT_UNSPECIFIED {
+		attrs = append(attrs, slog.String("verdict", verdictName(r.GetVerdict())))
+	}
+	return attrs
+}
+
+// verdictName is the verdict as the log and the audit trail write it:
+// "accepted", "rejected", "locked".
+func verdictName(v sfv1.Verdict) string {
+	return strings.ToLower(strings.TrimPrefix(v.String(), "VERDICT_"))
+}
+
+// truncate cuts s to maxLoggedText bytes, marking the cut.
+func truncate(s string) string {
+	if len(s) <= maxLoggedText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxLoggedText], "") + "…"
+}
+
+// done maps a call's error to the status the caller gets, logs the call
+// with the fields call gives and returns the status as an error (nil for
+// success).
+func (l *logger) done(ctx context.Context, method, id string, start time.Time, err error, call ...slog.Attr) error {
 	st := toStatus(err, id)
 	code := st.Code()
 	elapsed := time.Since(start)
@@ -179,9 +270,7 @@ func (l *logger) done(ctx context.Context, method, id string, start time.Time, e
 		slog.Duration("duration", elapsed),
 		slog.String("request_id", id),
 	}
-	if c, ok := CallerFrom(ctx); ok {
-		attrs = append(attrs, slog.String("caller", c.Name))
-	}
+	attrs = append(attrs, call...)
 	if p, ok := peer.FromContext(ctx); ok {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
