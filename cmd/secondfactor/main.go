@@ -1,7 +1,9 @@
 // Command secondfactor is the admin and operator CLI of secondfactord: it
 // mints caller tokens, looks users up, opens enrolments, issues activation
-// codes, enrols a TOTP factor from the terminal and checks codes. It is a gRPC
-// client of the server; run "secondfactor -h" for the subcommands.
+// codes, enrols a TOTP factor from the terminal and checks codes; for
+// administrators, it lists, deletes and enables factors, resets and unlocks
+// users, and reads and verifies the audit trail. It is a gRPC client of the
+// server; run "secondfactor -h" for the subcommands.
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -27,6 +30,7 @@ func main() {
 		stderr:   os.Stderr,
 		getenv:   os.Getenv,
 		stdinTTY: isTerminal(os.Stdin),
+		clock:    time.Now,
 	}
 	os.Exit(a.run(context.Background(), os.Args[1:]))
 }
@@ -37,9 +41,18 @@ type app struct {
 	stdout   io.Writer
 	stderr   io.Writer
 	getenv   func(string) string
-	stdinTTY bool // prompt on stderr before reading stdin
+	stdinTTY bool             // prompt on stderr before reading stdin
+	clock    func() time.Time // for -since and -until given as durations; time.Now if nil
 
 	tokenSource string // where dial found the bearer token, for error hints
+}
+
+// now is the time of the app's clock.
+func (a *app) now() time.Time {
+	if a.clock == nil {
+		return time.Now()
+	}
+	return a.clock()
 }
 
 // command is one subcommand, "group verb".
@@ -136,6 +149,87 @@ accepted code is used up. Dashes, spaces and case do not matter. Wrong codes
 count towards the same lockout as TOTP codes. Needs the "portal" role.`,
 		run: runVerifyRecovery,
 	},
+	{
+		name: "factors list", synopsis: "USER_ID [-json]",
+		summary: "list a user's factors, suspended ones included, lock and recovery codes",
+		help: `Calls Admin.ListFactors and prints whether the user is locked (and until
+when), how many recovery codes are left, and a table of the confirmed factors
+with their suspension: a security key whose signature counter went backwards
+is suspended until "factor enable" or "factor delete". No secret is shown.
+Needs the "admin" role.`,
+		run: runFactorsList,
+	},
+	{
+		name: "factor delete", synopsis: "USER_ID FACTOR_ID -reason TEXT [-yes]",
+		summary: "remove one factor of a user (asks for confirmation)",
+		help: `Calls Admin.DeleteFactor: the factor stops working at once, and every
+enrolment session, pending factor and login challenge the user had begun is
+ended. If it was the user's last factor, the recovery codes go too. The reason
+goes to the audit trail. On a terminal it asks for confirmation first; -yes
+skips the question, and without a terminal -yes is required. Needs the
+"admin" role.`,
+		run: runFactorDelete,
+	},
+	{
+		name: "factor enable", synopsis: "USER_ID FACTOR_ID -reason TEXT",
+		summary: "lift the suspension of a security key whose counter went backwards",
+		help: `Calls Admin.EnableFactor. A security key or passkey whose signature counter
+went backwards (a sign of a cloned key) is suspended: every login with it is
+rejected until an administrator enables it again or deletes it. Enable it only
+when the user can account for it (say how in -reason); otherwise delete it
+("factor delete") and have the user enrol a new one. Needs the "admin" role.`,
+		run: runFactorEnable,
+	},
+	{
+		name: "user reset", synopsis: "USER_ID -reason TEXT [-yes] [-json]",
+		summary: "remove all of a user's factors, for a lost device (asks for confirmation)",
+		help: `Calls Admin.ResetUser: every factor, recovery code, enrolment session,
+pending factor and challenge of the user goes, in one step, and nothing begun
+before the reset can finish after it. The user must enrol again ("enroll
+create"; a password-only enrolment needs "activation issue"). Check the user's
+identity first, and say how in -reason (it goes to the audit trail). On a
+terminal it asks for confirmation first; -yes skips the question, and without
+a terminal -yes is required. Prints how many factors were removed. Needs the
+"admin" role.`,
+		run: runUserReset,
+	},
+	{
+		name: "user unlock", synopsis: "USER_ID -reason TEXT",
+		summary: "clear a user's failed-attempt lock",
+		help: `Calls Admin.UnlockUser: the user's failed TOTP and recovery code attempts and
+lock are cleared, so that the next code is evaluated at once. The reason goes
+to the audit trail. Needs the "admin" role.`,
+		run: runUserUnlock,
+	},
+	{
+		name: "audit list", synopsis: "[USER_ID] [-since WHEN] [-until WHEN] [-action ACTION] [-limit N] [-all] [-json]",
+		summary: "read the audit trail, newest first, of one user or all",
+		help: `Calls Admin.ListAuditEvents and prints the events, newest first: time, id
+(USER_ID/SEQ), action, result of a verification, factor, the API caller
+(actor), the end user's IP address and the administrator's reason; -json adds
+the user agent, request id and hashes. Without USER_ID, every user's events.
+
+-since and -until take an RFC 3339 time (2026-03-01T09:30:00Z), a date
+(2026-03-01, UTC) or a duration before now (24h). -action keeps only the
+events of the actions given (repeat it, or separate with commas):
+enrollment.created, enrollment.activated, factor.added, factor.removed,
+factor.suspended, factor.enabled, user.reset, user.locked, user.unlocked,
+verify.totp, verify.webauthn, verify.recovery, activation.issued,
+recovery.regenerated. One page of -limit events is read unless -all; the
+token of the next page is printed on stderr. Needs the "admin" role.`,
+		run: runAuditList,
+	},
+	{
+		name: "audit verify", synopsis: "[USER_ID] [-json]",
+		summary: "check the audit trail's hash chains; exit status 0 only when intact",
+		help: `Calls Admin.VerifyAuditTrail: each user's events form a hash chain, each
+event holding the hash of the one before, so that an event edited or removed
+in the store breaks it. Checks the chain of USER_ID, or every chain, and
+prints OK with the number of events checked, or BROKEN with the first broken
+event (USER_ID/SEQ) and what is wrong with it. The exit status is 0 only when
+the chains are intact. Needs the "admin" role.`,
+		run: runAuditVerify,
+	},
 }
 
 func (a *app) usage(w io.Writer) {
@@ -168,6 +262,11 @@ A password-only enrolment also needs an activation code:
   secondfactor enroll create bob -proof password-only
   secondfactor activation issue bob -reason "identity checked by phone call"
   secondfactor totp enroll -token <token> -name phone -activation-code <code>
+Administration (role "admin"; every change needs -reason):
+  secondfactor factors list alice
+  secondfactor user reset alice -reason "lost phone, identity checked by video call"
+  secondfactor audit list alice -since 24h
+  secondfactor audit verify
 A caller for a remote server (add line 2 to its SECONDFACTOR_CALLERS):
   secondfactor token new -name ops-alice -role admin
 
@@ -291,12 +390,9 @@ func (a *app) flagSet(cmd *command) *flag.FlagSet {
 // ("--" ends the flags), and checks there are exactly len(names) positional
 // arguments, none empty.
 func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
-	flags, pos := splitArgs(fs, args)
-	if err := fs.Parse(flags); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errFlagParse
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, err
 	}
 	if len(pos) != len(names) {
 		if len(names) == 0 {
@@ -308,6 +404,36 @@ func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
 		if strings.TrimSpace(p) == "" {
 			return nil, usageErrorf("%s is empty", names[i])
 		}
+	}
+	return pos, nil
+}
+
+// parseOptional is parse for a command with one optional positional
+// argument, name: it returns "" when there is none.
+func parseOptional(fs *flag.FlagSet, args []string, name string) (string, error) {
+	pos, err := parseFlags(fs, args)
+	switch {
+	case err != nil:
+		return "", err
+	case len(pos) == 0:
+		return "", nil
+	case len(pos) > 1:
+		return "", usageErrorf("want at most %s, got %d arguments", name, len(pos))
+	case strings.TrimSpace(pos[0]) == "":
+		return "", usageErrorf("%s is empty", name)
+	}
+	return pos[0], nil
+}
+
+// parseFlags parses the flags of args with fs and returns the positional
+// arguments.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	flags, pos := splitArgs(fs, args)
+	if err := fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errFlagParse
 	}
 	return pos, nil
 }
@@ -357,8 +483,13 @@ func required(fs *flag.FlagSet, names ...string) error {
 	return nil
 }
 
-// isTerminal reports whether f is a character device, such as a terminal.
+// isTerminal reports whether f is a character device, such as a terminal,
+// other than the null device (a job's "< /dev/null" is no one to ask).
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(fi, null)
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -32,16 +33,31 @@ type result struct {
 	stdout, stderr string
 }
 
+// cliNow is the CLI's clock in tests.
+var cliNow = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+
 // runCLI runs the CLI with args, env as its whole environment and stdin as
 // its (non-terminal) standard input.
 func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) result {
 	t.Helper()
+	return runApp(env, stdin, false, args...)
+}
+
+// runTTY runs the CLI as runCLI does, but with stdin a terminal.
+func runTTY(t *testing.T, env map[string]string, stdin string, args ...string) result {
+	t.Helper()
+	return runApp(env, stdin, true, args...)
+}
+
+func runApp(env map[string]string, stdin string, tty bool, args ...string) result {
 	var stdout, stderr strings.Builder
 	a := &app{
-		stdin:  bufio.NewReader(strings.NewReader(stdin)),
-		stdout: &stdout,
-		stderr: &stderr,
-		getenv: func(k string) string { return env[k] },
+		stdin:    bufio.NewReader(strings.NewReader(stdin)),
+		stdout:   &stdout,
+		stderr:   &stderr,
+		getenv:   func(k string) string { return env[k] },
+		stdinTTY: tty,
+		clock:    func() time.Time { return cliNow },
 	}
 	code := a.run(context.Background(), args)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
@@ -161,6 +177,25 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"verify", "totp", "alice"}, 2, "want USER_ID CODE"},
 		{[]string{"verify", "totp", "alice", "123456", "-ip", "10.0.0.300"}, 2, "not an IP address"},
 		{[]string{"verify", "totp", "alice", "123456", "-addr", "sf.example.com"}, 2, "want host:port"},
+		{[]string{"factors", "list"}, 2, "want USER_ID"},
+		{[]string{"factor"}, 2, "factor wants one of: delete, enable"},
+		{[]string{"factor", "delete", "alice"}, 2, "want USER_ID FACTOR_ID"},
+		{[]string{"factor", "delete", "alice", "f1"}, 2, "-reason is required"},
+		{[]string{"factor", "delete", "alice", "f1", "-reason", " "}, 2, "-reason is required"},
+		{[]string{"factor", "delete", "alice", "f1", "-reason", "stolen"}, 2, "refusing to delete factor f1 of user alice without confirmation: stdin is not a terminal; pass -yes"},
+		{[]string{"factor", "enable", "alice", "f1"}, 2, "-reason is required"},
+		{[]string{"user", "reset", "alice"}, 2, "-reason is required"},
+		{[]string{"user", "reset", "alice", "-yes"}, 2, "-reason is required"},
+		{[]string{"user", "reset", "alice", "-reason", "lost phone"}, 2, "refusing to reset user alice without confirmation"},
+		{[]string{"user", "reset", "-h"}, 0, "usage: secondfactor user reset USER_ID -reason TEXT [-yes]"},
+		{[]string{"user", "unlock", "alice"}, 2, "-reason is required"},
+		{[]string{"audit", "list", "alice", "bob"}, 2, "want at most USER_ID, got 2 arguments"},
+		{[]string{"audit", "list", "-since", "yesterday"}, 2, `-since "yesterday": want an RFC 3339 time`},
+		{[]string{"audit", "list", "-until", "-1h"}, 2, `-until "-1h": want`},
+		{[]string{"audit", "list", "-limit", "0"}, 2, "-limit 0: want 1 to 1000"},
+		{[]string{"audit", "list", "-limit", "1001"}, 2, "-limit 1001: want 1 to 1000"},
+		{[]string{"audit", "verify", "alice", "bob"}, 2, "want at most USER_ID"},
+		{[]string{"audit", "verify", " "}, 2, "USER_ID is empty"},
 	}
 	for _, tt := range tests {
 		r := runCLI(t, nil, "", tt.args...)
@@ -197,6 +232,7 @@ type fakeServer struct {
 	mu    sync.Mutex
 	auth  []string
 	token string
+	calls []proto.Message // the Admin requests received, in order (admin_test.go)
 }
 
 func (f *fakeServer) check(ctx context.Context) error {
