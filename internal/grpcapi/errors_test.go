@@ -230,9 +230,15 @@ type server struct {
 	log        *logBuffer
 }
 
-const testToken = "portal-token-for-error-tests-0123456789"
+const (
+	testToken  = "portal-token-for-error-tests-0123456789"
+	adminToken = "admin-token-for-error-tests-0123456789"
+)
 
-func startServer(t *testing.T) *server {
+// startServer starts the server with a portal caller "portal" (testToken)
+// and an admin caller "ops-admin" (adminToken); opts change the flows'
+// options.
+func startServer(t *testing.T, opts ...func(*mfa.Options)) *server {
 	t.Helper()
 	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sf.db"))
 	if err != nil {
@@ -248,13 +254,18 @@ func startServer(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := mfa.New(mfa.Options{Store: store, Ring: ring})
+	o := mfa.Options{Store: store, Ring: ring}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	svc, err := mfa.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lb, log := newLogBuffer()
 	srv := New(Options{Service: svc, Logger: log, Callers: Callers{
-		secret.Hash(testToken): {Name: "portal", Roles: []Role{RolePortal}},
+		secret.Hash(testToken):  {Name: "portal", Roles: []Role{RolePortal}},
+		secret.Hash(adminToken): {Name: "ops-admin", Roles: []Role{RoleAdmin}},
 	}})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -65,9 +65,9 @@ func New(o Options) *Server {
 		grpc.ForceServerCodecV2(c),
 		// The logger is outermost: it sees every outcome, maps it with
 		// toStatus and writes the call's one log line. withOrigin, once the
-		// caller is known and the request decoded, tells the flows and the
-		// log who called, from where.
-		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth, c.checkDecoded, withOrigin),
+		// caller is known, tells the flows and the log who called, from
+		// where (a request that did not decode is empty: no client).
+		grpc.ChainUnaryInterceptor(l.unary, o.Callers.unaryAuth, withOrigin, c.checkDecoded),
 		grpc.ChainStreamInterceptor(l.stream, o.Callers.streamAuth, c.checkDecodedStream),
 		grpc.ConnectionTimeout(10 * time.Second),
 	}
