@@ -1,10 +1,15 @@
 package mfa_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,11 +46,55 @@ func (c *clock) Advance(d time.Duration) { c.t = c.t.Add(d) }
 type env struct {
 	svc   *mfa.Service
 	clock *clock
+	logs  *logBuffer // the service's log
 }
 
 type envOptions struct {
 	policy   mfa.Policy
-	webauthn bool // configure a relying party
+	webauthn bool       // configure a relying party
+	limits   mfa.Limits // zero: limits
+	// wrap, if set, wraps the store the service talks to.
+	wrap func(mfa.Store) mfa.Store
+}
+
+// logBuffer is a log that goroutines may write to at once.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the log's lines, decoded.
+func (l *logBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for line := range bytes.Lines(l.b.Bytes()) {
+		m := map[string]any{}
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// lockedReader makes a reader safe for goroutines to read at once.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -72,23 +121,33 @@ func newEnv(t *testing.T, o envOptions) *env {
 		rp = p
 	}
 	clk := newClock()
+	lim := limits
+	if o.limits != (mfa.Limits{}) {
+		lim = o.limits
+	}
+	var st mfa.Store = store
+	if o.wrap != nil {
+		st = o.wrap(store)
+	}
+	logs := &logBuffer{}
 	// Secrets from a seeded generator: every run draws the same TOTP keys
 	// and codes, so no test can pass or fail by the chance of a random code.
 	seed := [32]byte{'m', 'f', 'a'}
 	svc, err := mfa.New(mfa.Options{
-		Store: store, Ring: ring, RP: rp, Policy: o.policy, Limits: limits,
+		Store: st, Ring: ring, RP: rp, Policy: o.policy, Limits: lim,
 		TOTP:              totp.Params{Algorithm: totp.SHA1, Digits: 6, Period: period},
 		EnrollmentTTL:     enrollmentTTL,
 		PendingTTL:        pendingTTL,
 		ActivationTTL:     activationTTL,
 		FreshVerification: freshVerification,
 		Now:               clk.Now,
-		Rand:              rand.NewChaCha8(seed),
+		Rand:              &lockedReader{r: rand.NewChaCha8(seed)},
+		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{svc: svc, clock: clk}
+	return &env{svc: svc, clock: clk, logs: logs}
 }
 
 // enrolled is a user with one confirmed TOTP factor.
@@ -219,6 +278,7 @@ func refused(r mfa.Reason) outcome {
 		mfa.ReasonPendingFactorNotFound: mfa.ErrNotFound,
 		mfa.ReasonRegistrationNotFound:  mfa.ErrNotFound,
 		mfa.ReasonCredentialRegistered:  mfa.ErrDuplicate,
+		mfa.ReasonFactorNotFound:        mfa.ErrNotFound,
 	}
 	kind, ok := kinds[r]
 	if !ok {

@@ -79,6 +79,12 @@ const (
 	// ReasonCredentialRegistered (ErrDuplicate): the authenticator's
 	// credential is already registered.
 	ReasonCredentialRegistered Reason = "credential-registered"
+	// ReasonFactorNotFound (ErrNotFound): the user has no confirmed factor
+	// of the id given.
+	ReasonFactorNotFound Reason = "factor-not-found"
+	// ReasonFactorNotSuspended (ErrRefused): EnableFactor of a factor that
+	// is not suspended.
+	ReasonFactorNotSuspended Reason = "factor-not-suspended"
 )
 
 // Error is a request the flows refuse: the kind of refusal, the rule that

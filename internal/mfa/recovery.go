@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/secondfactor/secondfactor/internal/secret"
 )
@@ -64,16 +65,25 @@ func (s *Service) VerifyRecoveryCode(ctx context.Context, userID, code string, c
 		return RecoveryResult{}, err
 	}
 	if att.Locked {
-		return RecoveryResult{Result: Result{Verdict: Locked, RetryAfter: att.LockedUntil.Sub(now)}}, nil
+		r, err := s.lockedOut(ctx, ActionVerifyRecovery, userID, att, c, now)
+		return RecoveryResult{Result: r}, err
 	}
 	ok, remaining, err := s.o.Store.ConsumeRecoveryCode(ctx, userID, hash, now)
 	if err != nil {
 		return RecoveryResult{}, err
 	}
+	e := Event{UserID: userID, Time: now, Action: ActionVerifyRecovery, Result: ResultRejected}
 	if !ok {
+		if err := s.failed(ctx, e, c); err != nil {
+			return RecoveryResult{}, err
+		}
 		return RecoveryResult{Result: Result{Verdict: Rejected}}, nil
 	}
-	s.o.Logger.InfoContext(ctx, "recovery code used", "user_id", userID, "remaining", remaining, "ip", c.IP)
+	s.log(ctx, slog.LevelWarn, "recovery code used", "user_id", userID, "remaining", remaining, "client_ip", clientOf(ctx, c).IP)
+	e.Result = ResultAccepted
+	if err := s.record(ctx, e, c); err != nil {
+		return RecoveryResult{}, err
+	}
 	return RecoveryResult{Result: Result{Verdict: Accepted}, Remaining: remaining}, nil
 }
 
@@ -92,7 +102,8 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, token string) ([]
 	if err != nil {
 		return nil, err
 	}
-	err = s.o.Store.ReplaceRecoveryCodes(ctx, e.TokenHash, e.UserID, hashes, s.o.Now())
+	now := s.o.Now()
+	err = s.o.Store.ReplaceRecoveryCodes(ctx, e.TokenHash, e.UserID, hashes, now)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil, errNoSession(err)
@@ -101,6 +112,10 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, token string) ([]
 	case err != nil:
 		return nil, err
 	}
-	s.o.Logger.InfoContext(ctx, "recovery codes regenerated", "user_id", e.UserID)
+	s.log(ctx, slog.LevelInfo, "recovery codes regenerated", "user_id", e.UserID)
+	ev := Event{UserID: e.UserID, Time: now, Action: ActionRecoveryRegenerated}
+	if err := s.record(ctx, ev, Client{}); err != nil {
+		return nil, err
+	}
 	return codes, nil
 }

@@ -300,8 +300,11 @@ func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (Ne
 	if err := s.o.Store.CreateEnrollment(ctx, e); err != nil {
 		return NewEnrollment{}, err
 	}
-	s.o.Logger.InfoContext(ctx, "enrolment session created", "user_id", r.UserID, "proof", r.Proof,
+	s.log(ctx, slog.LevelInfo, "enrolment session created", "user_id", r.UserID, "proof", r.Proof,
 		"first_factor", e.FirstFactor, "needs_activation", e.NeedsActivation)
+	if err := s.record(ctx, Event{UserID: r.UserID, Time: now, Action: ActionEnrollmentCreated, Result: string(r.Proof)}, Client{}); err != nil {
+		return NewEnrollment{}, err
+	}
 	ne := NewEnrollment{Token: tok, Enrollment: e}
 	if s.o.EnrollURL != "" {
 		ne.URL = s.o.EnrollURL + tok.Reveal()
@@ -354,28 +357,6 @@ func (s *Service) checkReturnURL(u string) error {
 	return nil
 }
 
-// IssueActivationCode makes a user's activation code and returns it, the
-// only time it is seen; the store keeps its hash.
-func (s *Service) IssueActivationCode(ctx context.Context, userID, actor, reason string) (secret.String, time.Time, error) {
-	if err := checkUserID(userID); err != nil {
-		return "", time.Time{}, err
-	}
-	if err := checkText("reason", reason, MaxReason, true); err != nil {
-		return "", time.Time{}, err
-	}
-	code, err := secret.NewCode(s.o.Rand, 3)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	hash, _, _ := secret.HashCode(code.Reveal())
-	expires := s.o.Now().Add(s.o.ActivationTTL)
-	if err := s.o.Store.PutActivationCode(ctx, userID, hash, expires); err != nil {
-		return "", time.Time{}, err
-	}
-	s.o.Logger.InfoContext(ctx, "activation code issued", "user_id", userID, "actor", actor, "reason", reason)
-	return code, expires, nil
-}
-
 // session finds the enrolment session of a token and, if it needs an
 // activation code, activates it with the one given. A wrong activation code
 // counts as a failed attempt of the user.
@@ -405,27 +386,48 @@ func (s *Service) session(ctx context.Context, token, activationCode string) (En
 	if !ok {
 		return Enrollment{}, badField("activation_code", "must be letters and digits in groups of four")
 	}
-	att, err := s.o.Store.StartAttempt(ctx, e.UserID, now, s.o.Limits)
-	if err != nil {
+	if err := s.activate(ctx, e, codeHash, now); err != nil {
 		return Enrollment{}, err
 	}
-	if att.Locked {
-		return Enrollment{}, &Error{Kind: ErrLocked, Reason: ReasonLocked,
-			Message: fmt.Sprintf("too many failed attempts: retry after %s", att.LockedUntil.Sub(now).Round(time.Second))}
-	}
-	err = s.o.Store.ActivateEnrollment(ctx, hash, e.UserID, codeHash, now)
-	switch {
-	case errors.Is(err, ErrWrongCode):
-		s.o.Logger.WarnContext(ctx, "wrong activation code", "user_id", e.UserID)
-		return Enrollment{}, failWith(ErrRefused, ReasonWrongActivationCode, err, "the activation code is wrong, expired or already used")
-	case errors.Is(err, ErrNotFound):
-		return Enrollment{}, errNoSession(err)
-	case err != nil:
-		return Enrollment{}, err
-	}
-	s.o.Logger.InfoContext(ctx, "enrolment session activated", "user_id", e.UserID)
 	e.Activated = true
 	return e, nil
+}
+
+// activate activates session e with the activation code that hashes to
+// codeHash, counting the attempt against the user's lock.
+func (s *Service) activate(ctx context.Context, e Enrollment, codeHash string, now time.Time) error {
+	att, err := s.o.Store.StartAttempt(ctx, e.UserID, now, s.o.Limits)
+	if err != nil {
+		return err
+	}
+	if att.Locked {
+		if _, err := s.lockedOut(ctx, ActionVerifyActivation, e.UserID, att, Client{}, now); err != nil {
+			return err
+		}
+		return &Error{Kind: ErrLocked, Reason: ReasonLocked,
+			Message: fmt.Sprintf("too many failed attempts: retry after %s", att.LockedUntil.Sub(now).Round(time.Second))}
+	}
+	err = s.o.Store.ActivateEnrollment(ctx, e.TokenHash, e.UserID, codeHash, now)
+	switch {
+	case errors.Is(err, ErrWrongCode):
+		if err := s.failed(ctx, Event{UserID: e.UserID, Time: now, Action: ActionVerifyActivation, Result: ResultRejected}, Client{}); err != nil {
+			return err
+		}
+		return failWith(ErrRefused, ReasonWrongActivationCode, err, "the activation code is wrong, expired or already used")
+	case errors.Is(err, ErrNotFound):
+		return errNoSession(err)
+	case err != nil:
+		return err
+	}
+	s.log(ctx, slog.LevelInfo, "enrolment session activated", "user_id", e.UserID)
+	return s.record(ctx, Event{UserID: e.UserID, Time: now, Action: ActionEnrollmentActivated, Result: ResultAccepted}, Client{})
+}
+
+// factorAdded records a factor that session e confirmed at now.
+func (s *Service) factorAdded(ctx context.Context, e Enrollment, f Factor, now time.Time) error {
+	s.log(ctx, slog.LevelInfo, "factor added", "user_id", e.UserID, "factor_id", f.ID, "kind", f.Kind,
+		"proof", e.Proof, "first_factor", e.FirstFactor)
+	return s.record(ctx, Event{UserID: e.UserID, Time: now, Action: ActionFactorAdded, FactorID: f.ID, Result: string(f.Kind)}, Client{})
 }
 
 // errNoSession says that the enrolment token names no usable session; cause
@@ -529,7 +531,9 @@ func (s *Service) FinishTOTPEnrollment(ctx context.Context, token, factorID, cod
 	if err := s.confirmError(err); err != nil {
 		return Factor{}, nil, err
 	}
-	s.o.Logger.InfoContext(ctx, "factor added", "user_id", e.UserID, "factor_id", factorID, "kind", KindTOTP, "proof", e.Proof)
+	if err := s.factorAdded(ctx, e, f, now); err != nil {
+		return Factor{}, nil, err
+	}
 	return f, codes, nil
 }
 
@@ -550,7 +554,8 @@ type Result struct {
 }
 
 // VerifyTOTP checks a login code. An unknown user, a user without TOTP and a
-// wrong or replayed code all answer Rejected.
+// wrong or replayed code all answer Rejected. Each verification leaves an
+// audit event.
 func (s *Service) VerifyTOTP(ctx context.Context, userID, code string, c Client) (Result, error) {
 	if err := checkUserID(userID); err != nil {
 		return Result{}, err
@@ -567,35 +572,116 @@ func (s *Service) VerifyTOTP(ctx context.Context, userID, code string, c Client)
 		return Result{}, err
 	}
 	if att.Locked {
-		return Result{Verdict: Locked, RetryAfter: att.LockedUntil.Sub(now)}, nil
+		return s.lockedOut(ctx, ActionVerifyTOTP, userID, att, c, now)
 	}
+	e := Event{UserID: userID, Time: now, Action: ActionVerifyTOTP}
+	e.FactorID, e.Result, err = s.checkTOTP(ctx, userID, code, att, now)
+	if err != nil {
+		return Result{}, err
+	}
+	if e.Result == ResultAccepted {
+		return answer(Result{Verdict: Accepted}, s.record(ctx, e, c))
+	}
+	if e.Result == ResultReplay {
+		s.log(ctx, slog.LevelWarn, "totp code replayed: its time step was already used", "user_id", userID, "factor_id", e.FactorID, "client_ip", clientOf(ctx, c).IP)
+	}
+	return answer(Result{Verdict: Rejected}, s.failed(ctx, e, c))
+}
+
+// answer is r, or the zero Result with err.
+func answer(r Result, err error) (Result, error) {
+	if err != nil {
+		return Result{}, err
+	}
+	return r, nil
+}
+
+// checkTOTP evaluates code against the user's TOTP factors read by att and,
+// if one matches, accepts its step. It returns the factor that matched, if
+// any, and ResultAccepted, ResultReplay (a valid code of a step already
+// used) or ResultRejected.
+func (s *Service) checkTOTP(ctx context.Context, userID, code string, att Attempt, now time.Time) (factorID, result string, err error) {
 	evaluated := false
+	var matched string
 	for _, f := range att.Factors {
-		if f.TOTP == nil {
+		if f.TOTP == nil || !f.SuspendedAt.IsZero() {
 			continue
 		}
 		evaluated = true
 		step, ok, err := s.match(userID, f, code, now)
 		if err != nil {
-			return Result{}, err
+			return "", "", err
 		}
 		if !ok {
 			continue
 		}
 		accepted, err := s.o.Store.AcceptTOTPStep(ctx, userID, f.ID, step, att.Epoch, now)
 		if err != nil {
-			return Result{}, err
+			return "", "", err
 		}
 		if accepted {
-			return Result{Verdict: Accepted}, nil
+			return f.ID, ResultAccepted, nil
 		}
+		matched = f.ID
 	}
 	if !evaluated {
 		// Spend the time a real factor would, so that the answer's timing
 		// does not tell an unknown user from a wrong code.
 		totp.Match(dummySecret[:], s.o.TOTP, code, now, skew)
 	}
-	return Result{Verdict: Rejected}, nil
+	if matched == "" {
+		return "", ResultRejected, nil
+	}
+	return s.replayed(ctx, userID, matched, att.Epoch)
+}
+
+// replayed tells, for a valid code of factorID that AcceptTOTPStep refused,
+// a replay from a factor removed or reset meanwhile.
+func (s *Service) replayed(ctx context.Context, userID, factorID string, epoch uint64) (string, string, error) {
+	u, err := s.o.Store.User(ctx, userID)
+	if err != nil {
+		return "", "", err
+	}
+	if u.Epoch != epoch || factorIndex(u.Factors, factorID) < 0 {
+		s.log(ctx, slog.LevelWarn, "totp code refused: the user's factors changed during the verification", "user_id", userID, "factor_id", factorID)
+		return factorID, ResultRejected, nil
+	}
+	return factorID, ResultReplay, nil
+}
+
+// lockedOut answers a verification refused by the user's lock, and records it.
+func (s *Service) lockedOut(ctx context.Context, a Action, userID string, att Attempt, c Client, now time.Time) (Result, error) {
+	s.log(ctx, slog.LevelWarn, "verification refused: user locked", "user_id", userID, "action", a,
+		"locked_until", att.LockedUntil, "client_ip", clientOf(ctx, c).IP)
+	err := s.record(ctx, Event{UserID: userID, Time: now, Action: a, Result: ResultLocked}, c)
+	return answer(Result{Verdict: Locked, RetryAfter: att.LockedUntil.Sub(now)}, err)
+}
+
+// failed records e, a failed attempt at a guessable secret counted by
+// StartAttempt, and, if the count locked the user, the lock (user.locked).
+//
+// StartAttempt does not say whether the attempt it counted locked the
+// user, so the user is read again: locked now, an attempt since this one
+// started locked them (this one, or a concurrent one, whose lock may then
+// be recorded twice).
+func (s *Service) failed(ctx context.Context, e Event, c Client) error {
+	if e.Result != ResultReplay {
+		s.log(ctx, slog.LevelInfo, "verification refused", "user_id", e.UserID, "action", e.Action, "result", e.Result, "client_ip", clientOf(ctx, c).IP)
+	}
+	if err := s.record(ctx, e, c); err != nil {
+		return err
+	}
+	u, err := s.o.Store.User(ctx, e.UserID)
+	if err != nil {
+		return err
+	}
+	if !u.Locked(e.Time) {
+		return nil
+	}
+	s.log(ctx, slog.LevelWarn, "user locked: too many failed attempts", "user_id", e.UserID,
+		"locked_until", u.LockedUntil, "client_ip", clientOf(ctx, c).IP, "actor", OriginFrom(ctx).Actor)
+	return s.record(ctx, Event{UserID: e.UserID, Time: e.Time, Action: ActionUserLocked,
+		Reason: "too many failed attempts: locked until " + u.LockedUntil.UTC().Format(time.RFC3339)}, c)
 }
 
 var dummySecret [totp.SecretSize]byte

@@ -422,6 +422,11 @@ type Confirmation struct {
 // Event is an entry of the audit trail: who did what to whose factors, and
 // how each verification went. A user's events form a hash chain (see
 // Store.AppendEvent), so that an edited or removed event is detected.
+//
+// What Result, FactorID and Reason hold for each action is listed with the
+// actions (audit.go): Result also names the proof of enrollment.created and
+// the kind of factor.added, and Reason, for an event the service decided
+// itself (user.locked, factor.suspended), says what caused it.
 type Event struct {
 	UserID    string    `json:"user_id"`
 	Seq       uint64    `json:"seq"` // position in the user's chain, from 1

@@ -247,7 +247,7 @@ func TestActivationCode(t *testing.T) {
 	e := newEnv(t, envOptions{policy: mfa.PolicyActivationCode})
 	issue := func(t *testing.T, userID string) string {
 		t.Helper()
-		code, _, err := e.svc.IssueActivationCode(t.Context(), userID, "admin", "identity checked")
+		code, _, err := e.svc.IssueActivationCode(asAdmin(t), userID, "identity checked")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +327,7 @@ func TestActivationCode(t *testing.T) {
 func TestActivationCodeLock(t *testing.T) {
 	e := newEnv(t, envOptions{policy: mfa.PolicyActivationCode})
 	ne := e.createSession(t, "dr-guess", mfa.ProofPasswordOnly)
-	code, _, err := e.svc.IssueActivationCode(t.Context(), "dr-guess", "admin", "identity checked")
+	code, _, err := e.svc.IssueActivationCode(asAdmin(t), "dr-guess", "identity checked")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/secondfactor/secondfactor/internal/secret"
@@ -93,7 +95,7 @@ func (s *Service) BeginWebAuthnRegistration(ctx context.Context, token, name, ac
 		return nil, err
 	}
 	now := s.o.Now()
-	err = s.o.Store.PutChallenge(ctx, registrationKey(e.TokenHash), Challenge{UserID: e.UserID, Name: name, Session: sess}, now.Add(s.o.RP.Timeout()))
+	err = s.o.Store.PutChallenge(ctx, registrationKey(e.TokenHash), Challenge{UserID: e.UserID, Name: name, Session: sess, Epoch: e.Epoch}, now.Add(s.o.RP.Timeout()))
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +131,7 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, token string, 
 	cred, err := s.o.RP.FinishRegistration(webauthnUser(u, e.DisplayName), ch.Session, credentialJSON)
 	var ce *CeremonyError
 	if errors.As(err, &ce) {
-		s.o.Logger.WarnContext(ctx, "webauthn registration refused", "user_id", e.UserID, "reason", ce.Reason, "detail", ce.Detail)
+		s.log(ctx, slog.LevelWarn, "webauthn registration refused", "user_id", e.UserID, "reason", ce.Reason, "detail", ce.Detail)
 		return Factor{}, nil, badField("credential_json", "%s", ce.Reason)
 	}
 	if err != nil {
@@ -151,7 +153,9 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, token string, 
 	if err := s.confirmError(err); err != nil {
 		return Factor{}, nil, err
 	}
-	s.o.Logger.InfoContext(ctx, "factor added", "user_id", e.UserID, "factor_id", id, "kind", KindWebAuthn, "proof", e.Proof)
+	if err := s.factorAdded(ctx, e, f, now); err != nil {
+		return Factor{}, nil, err
+	}
 	return f, codes, nil
 }
 
@@ -225,6 +229,8 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, a
 	now := s.o.Now()
 	ch, err := s.o.Store.TakeChallenge(ctx, loginKey(challengeID), now)
 	if errors.Is(err, ErrNotFound) {
+		// No user to record an event for: the line is the trace.
+		s.log(ctx, slog.LevelInfo, "webauthn login refused: unknown, expired or spent challenge", "client_ip", clientOf(ctx, c).IP)
 		return Result{Verdict: Rejected}, "", nil
 	}
 	if err != nil {
@@ -239,7 +245,8 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, a
 }
 
 // verifyAssertion checks an assertion against the login session of a spent
-// challenge and, if it holds, records its use.
+// challenge and, if it holds, records its use. Every outcome but bad input
+// is an audit event.
 func (s *Service) verifyAssertion(ctx context.Context, ch Challenge, assertionJSON []byte, c Client, now time.Time) (Result, error) {
 	userID := ch.UserID
 	if len(assertionJSON) == 0 || len(assertionJSON) > MaxCredentialJSON {
@@ -249,9 +256,10 @@ func (s *Service) verifyAssertion(ctx context.Context, ch Challenge, assertionJS
 	if err != nil {
 		return Result{}, err
 	}
+	e := Event{UserID: userID, Time: now, Action: ActionVerifyWebAuthn, Result: ResultRejected}
 	wu := webauthnUser(u, "")
 	if len(wu.Credentials) == 0 {
-		return Result{Verdict: Rejected}, nil
+		return s.webauthnVerdict(ctx, e, c)
 	}
 	a, err := s.o.RP.FinishLogin(wu, ch.Session, assertionJSON)
 	var ce *CeremonyError
@@ -259,32 +267,66 @@ func (s *Service) verifyAssertion(ctx context.Context, ch Challenge, assertionJS
 	case errors.As(err, &ce) && ce.Malformed:
 		return Result{}, badField("assertion_json", "%s", ce.Reason)
 	case errors.As(err, &ce):
-		s.o.Logger.WarnContext(ctx, "webauthn assertion refused", "user_id", userID, "reason", ce.Reason, "detail", ce.Detail, "ip", c.IP)
-		return Result{Verdict: Rejected}, nil
+		s.log(ctx, slog.LevelWarn, "webauthn assertion refused", "user_id", userID, "reason", ce.Reason, "detail", ce.Detail, "client_ip", clientOf(ctx, c).IP)
+		return s.webauthnVerdict(ctx, e, c)
 	case err != nil:
 		return Result{}, err
 	}
 	f := credentialFactor(wu.Credentials, a.CredentialID)
 	if f == nil {
-		return Result{Verdict: Rejected}, nil
+		return s.webauthnVerdict(ctx, e, c)
 	}
-	// The store decides on the sign count (go-webauthn's CloneWarning saw
-	// the count read before; a concurrent login may have moved it since).
-	outcome, err := s.o.Store.AcceptAssertion(ctx, userID, f.ID, a.Use, ch.Epoch, now)
+	e.FactorID = f.ID
+	if !f.SuspendedAt.IsZero() {
+		s.log(ctx, slog.LevelWarn, "webauthn assertion refused: credential suspended", "user_id", userID, "factor_id", f.ID,
+			"suspended_at", f.SuspendedAt, "client_ip", clientOf(ctx, c).IP)
+		e.Result = ResultSuspended
+		return s.webauthnVerdict(ctx, e, c)
+	}
+	return s.acceptAssertion(ctx, e, ch, *f, a, c)
+}
+
+// acceptAssertion has the store accept a verified assertion of f (the
+// store decides on the sign count: go-webauthn's CloneWarning saw the count
+// read before, and a concurrent login may have moved it since) and
+// records the outcome in e.
+func (s *Service) acceptAssertion(ctx context.Context, e Event, ch Challenge, f Factor, a Assertion, c Client) (Result, error) {
+	outcome, err := s.o.Store.AcceptAssertion(ctx, e.UserID, f.ID, a.Use, ch.Epoch, e.Time)
 	if err != nil {
 		return Result{}, err
 	}
 	switch outcome {
 	case AssertionAccepted:
-		return Result{Verdict: Accepted}, nil
+		e.Result = ResultAccepted
 	case AssertionCloned:
-		s.o.Logger.WarnContext(ctx, "webauthn sign count went backwards: possible cloned authenticator, credential suspended",
-			"user_id", userID, "factor_id", f.ID, "stored", f.WebAuthn.SignCount, "got", a.Use.SignCount, "ip", c.IP)
+		e.Result = ResultReplay
+		if err := s.suspended(ctx, e, f, a, c); err != nil {
+			return Result{}, err
+		}
 	default:
-		s.o.Logger.WarnContext(ctx, "webauthn assertion refused by the store: credential suspended or removed, or the user was reset",
-			"user_id", userID, "factor_id", f.ID, "ip", c.IP)
+		s.log(ctx, slog.LevelWarn, "webauthn assertion refused by the store: credential suspended or removed, or the user's factors changed",
+			"user_id", e.UserID, "factor_id", f.ID, "client_ip", clientOf(ctx, c).IP)
 	}
-	return Result{Verdict: Rejected}, nil
+	return s.webauthnVerdict(ctx, e, c)
+}
+
+// suspended records the suspension of f, whose sign count went backwards
+// in the assertion of verification e (Store.AcceptAssertion suspended it).
+func (s *Service) suspended(ctx context.Context, e Event, f Factor, a Assertion, c Client) error {
+	why := fmt.Sprintf("sign count went backwards (stored %d, asserted %d): possible cloned authenticator", f.WebAuthn.SignCount, a.Use.SignCount)
+	s.log(ctx, slog.LevelWarn, "webauthn credential suspended: "+why, "user_id", e.UserID, "factor_id", f.ID,
+		"client_ip", clientOf(ctx, c).IP)
+	return s.record(ctx, Event{UserID: e.UserID, Time: e.Time, Action: ActionFactorSuspended, Result: ResultSuspended,
+		FactorID: f.ID, Reason: why}, c)
+}
+
+// webauthnVerdict records verification e and answers it.
+func (s *Service) webauthnVerdict(ctx context.Context, e Event, c Client) (Result, error) {
+	r := Result{Verdict: Rejected}
+	if e.Result == ResultAccepted {
+		r.Verdict = Accepted
+	}
+	return answer(r, s.record(ctx, e, c))
 }
 
 // credentialFactor returns the factor among fs whose credential ID is id,
