@@ -11,10 +11,8 @@ import (
 
 	sfv1 "github.com/secondfactor/secondfactor/api/secondfactor/v1"
 	"github.com/secondfactor/secondfactor/internal/client"
+	"github.com/secondfactor/secondfactor/internal/mfa"
 )
-
-// maxPageSize is the most events ListAuditEvents returns in one page.
-const maxPageSize = 1000
 
 // listFlag is a flag that may be given several times, each value a
 // comma-separated list.
@@ -29,6 +27,33 @@ func (l *listFlag) Set(s string) error {
 		}
 	}
 	return nil
+}
+
+// actionNames lists the audit actions, for the help of audit list.
+func actionNames() string {
+	names := make([]string, 0, len(mfa.Actions()))
+	for _, a := range mfa.Actions() {
+		names = append(names, string(a))
+	}
+	return strings.Join(names, ", ")
+}
+
+// wrap breaks s into lines of at most width bytes, at spaces.
+func wrap(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(s) {
+		if i > 0 && n+1+len(w) > width {
+			b.WriteByte('\n')
+			n = 0
+		} else if i > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
 }
 
 // parseWhen reads a -since or -until value: an RFC 3339 time, a date (UTC
@@ -56,7 +81,7 @@ func runAuditList(ctx context.Context, a *app, cmd *command, args []string) erro
 	until := fs.String("until", "", "only events before `WHEN`, as -since")
 	var actions listFlag
 	fs.Var(&actions, "action", "only events of this `action` (factor.removed, verify.totp, ...); repeat or separate with commas")
-	limit := fs.Uint("limit", 100, "events per page, `N` from 1 to 1000")
+	limit := fs.Uint("limit", mfa.DefaultEventLimit, fmt.Sprintf("events per page, `N` from 1 to %d", mfa.MaxEventLimit))
 	all := fs.Bool("all", false, "read every page, not only the first")
 	pageToken := fs.String("page-token", "", "start at this `token`, printed after the previous page")
 	asJSON := fs.Bool("json", false, "print the response as JSON (protojson); with -all, one response holding every page")
@@ -64,8 +89,8 @@ func runAuditList(ctx context.Context, a *app, cmd *command, args []string) erro
 	if err != nil {
 		return err
 	}
-	if *limit < 1 || *limit > maxPageSize {
-		return usageErrorf("-limit %d: want 1 to %d", *limit, maxPageSize)
+	if *limit < 1 || *limit > mfa.MaxEventLimit {
+		return usageErrorf("-limit %d: want 1 to %d", *limit, mfa.MaxEventLimit)
 	}
 	req := &sfv1.ListAuditEventsRequest{UserId: user, Actions: actions, Limit: uint32(*limit), PageToken: *pageToken}
 	now := a.now()

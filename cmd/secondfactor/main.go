@@ -212,11 +212,9 @@ the user agent, request id and hashes. Without USER_ID, every user's events.
 -since and -until take an RFC 3339 time (2026-03-01T09:30:00Z), a date
 (2026-03-01, UTC) or a duration before now (24h). -action keeps only the
 events of the actions given (repeat it, or separate with commas):
-enrollment.created, enrollment.activated, factor.added, factor.removed,
-factor.suspended, factor.enabled, user.reset, user.locked, user.unlocked,
-verify.totp, verify.webauthn, verify.recovery, activation.issued,
-recovery.regenerated. One page of -limit events is read unless -all; the
-token of the next page is printed on stderr. Needs the "admin" role.`,
+` + wrap(actionNames(), 78) + `.
+One page of -limit events is read unless -all; the token of the next page
+is printed on stderr. Needs the "admin" role.`,
 		run: runAuditList,
 	},
 	{

@@ -71,10 +71,6 @@ func (a *adminAPI) IssueActivationCode(ctx context.Context, r *sfv1.IssueActivat
 	return &sfv1.IssueActivationCodeResponse{Code: code.Reveal(), ExpiresAt: timestamppb.New(expires)}, nil
 }
 
-// defaultEventLimit is the page size of ListAuditEvents when the request
-// sets none.
-const defaultEventLimit = 100
-
 func (a *adminAPI) ListAuditEvents(ctx context.Context, r *sfv1.ListAuditEventsRequest) (*sfv1.ListAuditEventsResponse, error) {
 	q, err := eventQuery(r)
 	if err != nil {
@@ -93,12 +89,9 @@ func (a *adminAPI) ListAuditEvents(ctx context.Context, r *sfv1.ListAuditEventsR
 
 // eventQuery translates a ListAuditEvents request. The page token is the
 // store's cursor, as the previous page returned it; the flows check the
-// query's values.
+// query's values and set the default limit.
 func eventQuery(r *sfv1.ListAuditEventsRequest) (mfa.EventQuery, error) {
 	q := mfa.EventQuery{UserID: r.GetUserId(), Limit: int(r.GetLimit()), Cursor: r.GetPageToken()}
-	if q.Limit == 0 {
-		q.Limit = defaultEventLimit
-	}
 	var err error
 	if q.Since, err = timeOf("since", r.GetSince()); err != nil {
 		return mfa.EventQuery{}, err

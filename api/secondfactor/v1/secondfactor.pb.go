@@ -2673,10 +2673,12 @@ type ListAuditEventsRequest struct {
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// At most this many events, newest first (default 100, at most 1000).
 	Limit uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
-	// Only events at or after `since` and before `until`, when set.
+	// Only events at or after `since` and before `until`, when set; with
+	// both, `until` must be after `since`.
 	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
 	Until *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
-	// Only events of these kinds (see AuditEvent.action); empty for all.
+	// Only events of these kinds (see AuditEvent.action); empty for all. An
+	// unknown action is INVALID_ARGUMENT.
 	Actions []string `protobuf:"bytes,5,rep,name=actions,proto3" json:"actions,omitempty"`
 	// The next_page_token of the previous page; empty for the first.
 	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -2764,8 +2766,8 @@ type AuditEvent struct {
 	// What happened: "enrollment.created", "enrollment.activated",
 	// "factor.added", "factor.removed", "factor.suspended", "factor.enabled",
 	// "user.reset", "user.locked", "user.unlocked", "verify.totp",
-	// "verify.webauthn", "verify.recovery", "activation.issued",
-	// "recovery.regenerated".
+	// "verify.webauthn", "verify.recovery", "verify.activation" (a wrong
+	// activation code), "activation.issued", "recovery.regenerated".
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The API caller that made the request (portal or admin name).
