@@ -120,7 +120,7 @@ func (a *app) adminCall(ctx context.Context, t *client.Target, call func(context
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer hangUp(c)
 	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	return call(cctx, sfv1.NewAdminServiceClient(c))

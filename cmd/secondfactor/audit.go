@@ -123,7 +123,7 @@ func (a *app) listEvents(ctx context.Context, cf *client.Target, req *sfv1.ListA
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer hangUp(c)
 	admin := sfv1.NewAdminServiceClient(c)
 	out := &sfv1.ListAuditEventsResponse{}
 	seen := map[string]bool{}

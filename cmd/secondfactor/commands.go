@@ -30,7 +30,7 @@ func runUserShow(ctx context.Context, a *app, cmd *command, args []string) error
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer hangUp(c)
 	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	resp, err := sfv1.NewSecondFactorServiceClient(c).GetUser(cctx, &sfv1.GetUserRequest{UserId: pos[0]})
@@ -97,7 +97,7 @@ func runEnrollCreate(ctx context.Context, a *app, cmd *command, args []string) e
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer hangUp(c)
 	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	resp, err := sfv1.NewSecondFactorServiceClient(c).CreateEnrollment(cctx, &sfv1.CreateEnrollmentRequest{
@@ -140,7 +140,7 @@ func runActivationIssue(ctx context.Context, a *app, cmd *command, args []string
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer hangUp(c)
 	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	resp, err := sfv1.NewAdminServiceClient(c).IssueActivationCode(cctx, &sfv1.IssueActivationCodeRequest{
@@ -200,7 +200,7 @@ func runVerify(ctx context.Context, a *app, cmd *command, args []string, verify 
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer hangUp(c)
 	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	verdict, retry, note, err := verify(cctx, sfv1.NewSecondFactorServiceClient(c), pos[0], pos[1], client)

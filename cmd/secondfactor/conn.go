@@ -27,3 +27,8 @@ func (a *app) dial(t *client.Target) (*client.Conn, error) {
 	a.tokenSource = c.TokenSource
 	return c, nil
 }
+
+// hangUp closes a connection whose calls are over. Closing cannot undo or
+// change what the calls did, and the command has said how they went: an
+// error here has nothing to add, so it is dropped.
+func hangUp(c *client.Conn) { _ = c.Close() }

@@ -47,7 +47,7 @@ func runTOTPEnroll(ctx context.Context, a *app, cmd *command, args []string) err
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer hangUp(c)
 	client := sfv1.NewSecondFactorServiceClient(c)
 	cctx, cancel := c.Call(ctx)
 	defer cancel()
@@ -102,7 +102,7 @@ func (a *app) finishTOTP(ctx context.Context, cf *client.Target, token, factorID
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer hangUp(c)
 	return a.confirmTOTP(ctx, c, token, factorID, code)
 }
 
