@@ -208,8 +208,8 @@ func getEvent(tx *bolt.Tx, userID string, seq uint64) (mfa.Event, bool, error) {
 type listing struct {
 	q      mfa.EventQuery
 	b      *bolt.Bucket
-	prefix []byte                      // every key of the listing starts with it
-	key    func(position) []byte       // the key of an event's position
+	prefix []byte                        // every key of the listing starts with it
+	key    func(position) []byte         // the key of an event's position
 	parse  func([]byte) (position, bool) // the position of a key
 }
 

@@ -296,7 +296,10 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 	}{
 		{"User", func(ctx context.Context) error { _, err := s.User(ctx, "alice"); return err }},
 		{"StartAttempt", func(ctx context.Context) error { _, err := s.StartAttempt(ctx, "alice", t0, limits); return err }},
-		{"AcceptTOTPStep", func(ctx context.Context) error { _, err := s.AcceptTOTPStep(ctx, "alice", tf.ID, 101, 0, t0); return err }},
+		{"AcceptTOTPStep", func(ctx context.Context) error {
+			_, err := s.AcceptTOTPStep(ctx, "alice", tf.ID, 101, 0, t0)
+			return err
+		}},
 		{"CreateEnrollment", func(ctx context.Context) error { return s.CreateEnrollment(ctx, session("alice", "new", false)) }},
 		{"Enrollment", func(ctx context.Context) error { _, err := s.Enrollment(ctx, "more", t0); return err }},
 		{"PutActivationCode", func(ctx context.Context) error { return s.PutActivationCode(ctx, "alice", "other", t0.Add(time.Hour)) }},
