@@ -3,7 +3,11 @@
 //
 // Each user is one record (factors, last TOTP steps, attempt counter,
 // pending factors, activation code), so every check-and-set of a user is one
-// read-modify-write in one transaction. Every
+// read-modify-write in one transaction. A user's epoch is kept apart, in a
+// bucket that Sweep never empties, so that it outlives the record: an epoch
+// that went back to 0 would revive what a reset ended. The audit trail
+// (audit.go) has a bucket of chains, one of chain heads and two indexes,
+// all written in the append's transaction. Every
 // verification writes (the TOTP step advance), and one fsync per
 // verification would cap throughput at the disk's sync rate. Writes go
 // through a group committer (commit.go): concurrent transactions share one
@@ -30,7 +34,14 @@ var (
 	enrollmentsBucket = []byte("enrollments")
 	credentialsBucket = []byte("credentials") // WebAuthn credential ID → user ID
 	challengesBucket  = []byte("challenges")
+	epochsBucket      = []byte("epochs") // user ID → epoch, 8 bytes big-endian; never swept
 )
+
+// buckets are the top-level buckets, created by Open.
+var buckets = [][]byte{
+	usersBucket, enrollmentsBucket, credentialsBucket, challengesBucket, epochsBucket,
+	auditBucket, auditHeadsBucket, auditTimeBucket, auditUserBucket,
+}
 
 // Store is an mfa.Store in a bbolt file.
 type Store struct {
@@ -51,7 +62,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{usersBucket, enrollmentsBucket, credentialsBucket, challengesBucket} {
+		for _, b := range buckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -240,6 +251,7 @@ func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 		}
 		out.Factors, out.LockedUntil, out.LastVerifiedAt = u.Factors, u.LockedUntil, u.LastVerifiedAt
 		out.RecoveryCodes = len(u.Recovery)
+		out.Epoch = getEpoch(tx, userID)
 		return nil
 	})
 	if err != nil {
@@ -254,8 +266,8 @@ func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, 
 		return mfa.Attempt{}, fmt.Errorf("boltstore: start attempt: %w", err)
 	}
 	var a mfa.Attempt
-	err := s.update(ctx, "start attempt", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
-		a = mfa.Attempt{}
+	err := s.update(ctx, "start attempt", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
+		a = mfa.Attempt{Epoch: getEpoch(tx, userID)}
 		if now.Before(u.LockedUntil) {
 			a.Locked, a.LockedUntil = true, u.LockedUntil
 			return false, nil
@@ -277,15 +289,15 @@ func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, 
 }
 
 // AcceptTOTPStep implements mfa.Store.
-func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, now time.Time) (bool, error) {
+func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, epoch uint64, now time.Time) (bool, error) {
 	if step < 0 || step > maxStep {
 		return false, fmt.Errorf("boltstore: accept totp step: step %d out of range", step)
 	}
 	var accepted bool
-	err := s.update(ctx, "accept totp step", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
+	err := s.update(ctx, "accept totp step", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
 		accepted = false
 		i := u.factor(factorID)
-		if i < 0 {
+		if i < 0 || !u.Factors[i].SuspendedAt.IsZero() || getEpoch(tx, userID) != epoch {
 			return false, nil
 		}
 		// Every TOTP factor has a last step from its confirmation, and no
@@ -326,7 +338,8 @@ func getEnrollment(tx *bolt.Tx, tokenHash string, now time.Time) (mfa.Enrollment
 	if err := json.Unmarshal(b, &e); err != nil {
 		return mfa.Enrollment{}, fmt.Errorf("enrollment record: %w", err)
 	}
-	if !now.Before(e.ExpiresAt) {
+	// A session of an earlier epoch was ended by a reset or a delete.
+	if !now.Before(e.ExpiresAt) || e.Epoch != getEpoch(tx, e.UserID) {
 		return mfa.Enrollment{}, mfa.ErrNotFound
 	}
 	e.TokenHash = tokenHash
@@ -532,25 +545,29 @@ func (s *Store) TakeChallenge(ctx context.Context, id string, now time.Time) (mf
 }
 
 // AcceptAssertion implements mfa.Store.
-func (s *Store) AcceptAssertion(ctx context.Context, userID, factorID string, use mfa.AssertionUse, now time.Time) (bool, error) {
-	var accepted bool
-	err := s.update(ctx, "accept assertion", userID, func(_ *bolt.Tx, u *userRec) (bool, error) {
-		accepted = false
+func (s *Store) AcceptAssertion(ctx context.Context, userID, factorID string, use mfa.AssertionUse, epoch uint64, now time.Time) (mfa.AssertionOutcome, error) {
+	var outcome mfa.AssertionOutcome
+	err := s.update(ctx, "accept assertion", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
+		outcome = mfa.AssertionRefused
 		i := u.factor(factorID)
-		if i < 0 || u.Factors[i].WebAuthn == nil {
+		if i < 0 || u.Factors[i].WebAuthn == nil || !u.Factors[i].SuspendedAt.IsZero() || getEpoch(tx, userID) != epoch {
 			return false, nil
 		}
 		w := u.Factors[i].WebAuthn
 		if use.SignCount <= w.SignCount && (use.SignCount != 0 || w.SignCount != 0) {
-			return false, nil
+			// A cloned authenticator or a replay: suspended until an
+			// administrator acts.
+			u.Factors[i].SuspendedAt = now
+			outcome = mfa.AssertionCloned
+			return true, nil
 		}
 		w.SignCount, w.BackupState, w.UserVerified = use.SignCount, use.BackupState, use.UserVerified
 		u.Factors[i].LastUsedAt = now
 		u.succeeded(now)
-		accepted = true
+		outcome = mfa.AssertionAccepted
 		return true, nil
 	})
-	return accepted, err
+	return outcome, err
 }
 
 // ConsumeRecoveryCode implements mfa.Store.
