@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/base32"
+	"path/filepath"
+	"slices"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/secondfactor/secondfactor/internal/boltstore"
+	"github.com/secondfactor/secondfactor/internal/mfa"
 	"github.com/secondfactor/secondfactor/internal/secret"
 	"github.com/secondfactor/secondfactor/internal/server"
 	"github.com/secondfactor/secondfactor/internal/server/servertest"
@@ -14,14 +19,14 @@ import (
 )
 
 // startReal runs the real server (as secondfactord builds it) on the
-// embedded store on a loopback listener, at a clock the test moves, and
-// returns the CLI's environment.
-func startReal(t *testing.T, now func() time.Time) map[string]string {
+// embedded store on a loopback listener, at a clock the test moves, with
+// opts, and returns the CLI's environment.
+func startReal(t *testing.T, now func() time.Time, opts ...server.Option) map[string]string {
 	t.Helper()
 	const token = "cli-e2e-token-0123456789"
 	cfg := servertest.Config(t)
 	cfg.Callers = []string{"ops:portal+admin:" + secret.Hash(token)}
-	addrs := servertest.Start(t, cfg, nil, server.WithClock(now))
+	addrs := servertest.Start(t, cfg, nil, append(opts, server.WithClock(now))...)
 	return map[string]string{"SECONDFACTOR_ADDR": addrs.GRPC, "SECONDFACTOR_TOKEN": token}
 }
 
@@ -100,4 +105,104 @@ func TestQuickstartAgainstRealServer(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "enrolled  yes") || !strings.Contains(r.stdout, factorID) {
 		t.Fatalf("user show: exit %d:\n%s", r.code, r.stdout)
 	}
+}
+
+// TestAdminAgainstRealServer walks the administrator's guide with the CLI
+// against the real server: a professional loses their phone, is locked
+// out, then reset; the trail shows it all, and audit verify passes until an
+// event is edited in the store, when it fails and names that event.
+func TestAdminAgainstRealServer(t *testing.T) {
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sf.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the server's shutdown, registered later
+		if err := store.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	env := startReal(t, func() time.Time { return now }, server.WithStore(store))
+	run := func(wantCode int, args ...string) string {
+		t.Helper()
+		r := runCLI(t, env, "", args...)
+		if r.code != wantCode {
+			t.Fatalf("secondfactor %q: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", args, r.code, wantCode, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+
+	tok := field(t, run(0, "enroll", "create", "dr-martin", "-proof", "strong"), "token")
+	out := runCLI(t, env, "", "totp", "enroll", "-token", tok, "-name", "phone").stdout // no code on stdin: finished below
+	factorID := field(t, out, "factor id")
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(field(t, out, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := totp.Code(key, totp.DefaultParams(), totp.DefaultParams().Step(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(0, "totp", "finish", "-token", tok, "-factor-id", factorID, "-code", code)
+	now = now.Add(time.Minute)
+
+	// Ten wrong codes lock the user; the admin sees it and where they came from.
+	for range 10 {
+		run(1, "verify", "totp", "dr-martin", "000000", "-ip", "203.0.113.9")
+	}
+	out = run(0, "factors", "list", "dr-martin")
+	if !strings.Contains(out, "locked          until 2026-11-29T10:01:30Z") || !strings.Contains(out, factorID+"  totp") {
+		t.Fatalf("factors list of a locked user:\n%s", out)
+	}
+	out = run(0, "audit", "list", "dr-martin", "-action", "verify.totp,user.locked", "-limit", "3")
+	wantRow(t, out, "dr-martin/13", "user.locked", "-", "-", "ops", "203.0.113.9")
+	wantRow(t, out, "dr-martin/12", "verify.totp", "rejected", "-", "ops", "203.0.113.9", "-")
+
+	// The phone is lost: reset.
+	run(2, "user", "reset", "dr-martin", "-reason", "lost phone") // no terminal, no -yes
+	out = run(0, "user", "reset", "dr-martin", "-reason", "lost phone, ticket 4711", "-yes")
+	if out != "reset user dr-martin: 1 factor(s) removed\n" {
+		t.Errorf("user reset: %q", out)
+	}
+	if out = run(0, "factors", "list", "dr-martin"); !strings.Contains(out, "no factors") || !strings.Contains(out, "locked          no") {
+		t.Errorf("factors list after reset:\n%s", out)
+	}
+	out = run(0, "audit", "list", "dr-martin", "-limit", "1")
+	wantRow(t, out, "dr-martin/14", "user.reset", "-", "-", "ops", "-", "lost", "phone,", "ticket", "4711")
+	out = run(0, "audit", "list", "-all", "-limit", "5", "-json")
+	if n := strings.Count(out, `"hash"`); n != 14 {
+		t.Errorf("audit list -all -json: %d events, want 14:\n%s", n, out)
+	}
+
+	if out = run(0, "audit", "verify"); out != "OK: every chain intact, 14 event(s) checked\n" {
+		t.Errorf("audit verify: %q", out)
+	}
+	// Someone with the store's file turns a rejected code into an accepted one.
+	err = boltstore.TamperEvent(context.Background(), store, "dr-martin", 5, func(e *mfa.Event) { e.Result = "accepted" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"audit", "verify"}, {"audit", "verify", "dr-martin"}} {
+		out = run(1, args...)
+		if !strings.HasPrefix(out, "BROKEN: event dr-martin/5: ") {
+			t.Errorf("%q after an edit: %q, want it to name dr-martin/5", args, out)
+		}
+	}
+}
+
+// wantRow checks the row of event id in an audit list table: the words
+// after its time and id, as far as want goes.
+func wantRow(t *testing.T, out, id string, want ...string) {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[1] != id {
+			continue
+		}
+		if got := f[2:min(len(f), 2+len(want))]; !slices.Equal(got, want) {
+			t.Errorf("event %s: %q, want %q", id, got, want)
+		}
+		return
+	}
+	t.Errorf("no event %s in:\n%s", id, out)
 }
