@@ -188,6 +188,16 @@ func TestAdminAgainstRealServer(t *testing.T) {
 			t.Errorf("%q after an edit: %q, want it to name dr-martin/5", args, out)
 		}
 	}
+	// Or removes an event: the next one names the gap.
+	for range 3 {
+		run(0, "activation", "issue", "dr-b", "-reason", "identity checked by phone")
+	}
+	if err := boltstore.RemoveEvent(context.Background(), store, "dr-b", 2); err != nil {
+		t.Fatal(err)
+	}
+	if out = run(1, "audit", "verify", "dr-b"); !strings.HasPrefix(out, "BROKEN: event dr-b/3: ") {
+		t.Errorf("audit verify after a removal: %q, want it to name dr-b/3", out)
+	}
 }
 
 // wantRow checks the row of event id in an audit list table: the words
