@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -69,4 +70,14 @@ func TestSweep(t *testing.T) {
 			t.Fatalf("Sweep at t0+%v: deleted %d records, want %d", c.now.Sub(t0), n, c.want)
 		}
 	}
+}
+
+func TestTamper(t *testing.T) {
+	storetest.RunTamper(t, func(t *testing.T) mfa.Store { return newStore(t) },
+		func(ctx context.Context, s mfa.Store, userID string, seq uint64, edit func(*mfa.Event)) error {
+			if edit == nil {
+				return RemoveEvent(ctx, s.(*Store), userID, seq)
+			}
+			return TamperEvent(ctx, s.(*Store), userID, seq, edit)
+		})
 }
