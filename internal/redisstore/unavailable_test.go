@@ -28,7 +28,7 @@ func calls(s *redisstore.Store, now time.Time) []struct {
 		{"User", func(ctx context.Context) error { _, err := s.User(ctx, "alice"); return err }},
 		{"StartAttempt", func(ctx context.Context) error { _, err := s.StartAttempt(ctx, "alice", now, lim); return err }},
 		{"AcceptTOTPStep", func(ctx context.Context) error {
-			_, err := s.AcceptTOTPStep(ctx, "alice", "00000000000000a1", 1, now)
+			_, err := s.AcceptTOTPStep(ctx, "alice", "00000000000000a1", 1, 0, now)
 			return err
 		}},
 		{"CreateEnrollment", func(ctx context.Context) error { return s.CreateEnrollment(ctx, e) }},
@@ -45,7 +45,7 @@ func calls(s *redisstore.Store, now time.Time) []struct {
 		}},
 		{"TakeChallenge", func(ctx context.Context) error { _, err := s.TakeChallenge(ctx, "ch", now); return err }},
 		{"AcceptAssertion", func(ctx context.Context) error {
-			_, err := s.AcceptAssertion(ctx, "alice", f.ID, mfa.AssertionUse{SignCount: 1}, now)
+			_, err := s.AcceptAssertion(ctx, "alice", f.ID, mfa.AssertionUse{SignCount: 1}, 0, now)
 			return err
 		}},
 		{"ConsumeRecoveryCode", func(ctx context.Context) error {
@@ -53,6 +53,21 @@ func calls(s *redisstore.Store, now time.Time) []struct {
 			return err
 		}},
 		{"ReplaceRecoveryCodes", func(ctx context.Context) error { return s.ReplaceRecoveryCodes(ctx, "h", "alice", []string{"r"}, now) }},
+		{"ResetUser", func(ctx context.Context) error { _, err := s.ResetUser(ctx, "alice", now); return err }},
+		{"DeleteFactor", func(ctx context.Context) error { return s.DeleteFactor(ctx, "alice", f.ID, now) }},
+		{"UnlockUser", func(ctx context.Context) error { return s.UnlockUser(ctx, "alice") }},
+		{"SuspendFactor", func(ctx context.Context) error { return s.SuspendFactor(ctx, "alice", f.ID, now) }},
+		{"AppendEvent", func(ctx context.Context) error {
+			_, err := s.AppendEvent(ctx, mfa.Event{UserID: "alice", Time: now, Action: mfa.ActionUserReset})
+			return err
+		}},
+		{"Events", func(ctx context.Context) error { _, _, err := s.Events(ctx, mfa.EventQuery{Limit: 10}); return err }},
+		{"Events of a user", func(ctx context.Context) error {
+			_, _, err := s.Events(ctx, mfa.EventQuery{UserID: "alice", Limit: 10})
+			return err
+		}},
+		{"Chain", func(ctx context.Context) error { _, err := s.Chain(ctx, "alice", 1, 10); return err }},
+		{"ChainUsers", func(ctx context.Context) error { _, err := s.ChainUsers(ctx, "", 10); return err }},
 	}
 }
 
