@@ -466,9 +466,15 @@ func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
 	if err != nil {
 		return err
 	}
+	return s.confirm(ctx, c, factorID, args, cred, newNonce())
+}
+
+// confirm runs the script of ConfirmFactor, the call named by nonce (see
+// opKey), and releases the credential ID cred if it refuses.
+func (s *Store) confirm(ctx context.Context, c mfa.Confirmation, factorID string, args []any, cred, nonce string) error {
 	k := userKeys(c.UserID)
 	n, err := confirmFactorScript.Run(ctx, s.rdb,
-		[]string{k.session(c.TokenHash), k.pending(factorID), k.factors(), k.steps(), k.webauthn(), k.recovery()},
+		[]string{k.session(c.TokenHash), k.pending(factorID), k.factors(), k.steps(), k.webauthn(), k.recovery(), k.epoch(), k.op(nonce)},
 		args...).Int()
 	if err != nil {
 		// The outcome is unknown: keep any reservation (see above).

@@ -124,16 +124,24 @@ return 0
 // confirmFactorScript confirms a factor, deletes its enrolment session and,
 // if given recovery code hashes, replaces the user's recovery codes.
 //
-// KEYS: session, pending, f, step, wa, rc. ARGV: factor ID, step, now (ms),
-// first factor ("1" or "0"), the factor's JSON ("" to confirm the pending
-// factor), its WebAuthn state "count|bs|uv" ("" if none), then the recovery
-// code hashes, if any. A pending factor that is a WebAuthn credential is
-// refused (statusUnsupported): its credential ID was not reserved (see
-// ConfirmFactor), so confirming it could break the uniqueness of IDs.
+// KEYS: session, pending, f, step, wa, rc, epoch, op. ARGV: factor ID,
+// step, now (ms), first factor ("1" or "0"), the factor's JSON ("" to
+// confirm the pending factor), its WebAuthn state "count|bs|uv" ("" if
+// none), then the recovery code hashes, if any. A session or a pending
+// factor of an earlier epoch is not found. A pending factor that is a
+// WebAuthn credential is refused (statusUnsupported): its credential ID was
+// not reserved (see ConfirmFactor), so confirming it could break the
+// uniqueness of IDs. Run again for the same call (op), it returns statusOK
+// and changes nothing: a retry must not see the session gone and release
+// the credential ID it just registered.
 var confirmFactorScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  return 0
+end
 local now = tonumber(ARGV[3])
-local s = redis.call('HMGET', KEYS[1], 'expires_ms', 'needs_activation', 'activated', 'first_factor')
-if not s[1] or now >= tonumber(s[1]) then
+local epoch = redis.call('GET', KEYS[7]) or '0'
+local s = redis.call('HMGET', KEYS[1], 'expires_ms', 'needs_activation', 'activated', 'first_factor', 'epoch')
+if not s[1] or now >= tonumber(s[1]) or (s[5] or '0') ~= epoch then
   return 1
 end
 if s[2] == '1' and s[3] ~= '1' then
@@ -141,8 +149,8 @@ if s[2] == '1' and s[3] ~= '1' then
 end
 local js = ARGV[5]
 if js == '' then
-  local p = redis.call('HMGET', KEYS[2], 'factor', 'expires_ms')
-  if not p[1] or not p[2] or now >= tonumber(p[2]) then
+  local p = redis.call('HMGET', KEYS[2], 'factor', 'expires_ms', 'epoch')
+  if not p[1] or not p[2] or now >= tonumber(p[2]) or (p[3] or '0') ~= epoch then
     return 1
   end
   js = p[1]
@@ -166,6 +174,7 @@ if #ARGV > 6 then
   redis.call('SADD', KEYS[6], unpack(ARGV, 7))
 end
 redis.call('DEL', KEYS[2], KEYS[1])
+redis.call('SET', KEYS[8], '0', 'PX', ` + opKeepMS + `)
 return 0
 `)
 
