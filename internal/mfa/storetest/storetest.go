@@ -67,6 +67,19 @@ func Run(t *testing.T, newStore NewStore) {
 		{"RecoveryCodesAreASet", testRecoveryCodesAreASet},
 		{"ReplaceRecoveryCodes", testReplaceRecoveryCodes},
 
+		{"Epoch", testEpoch},
+		{"ResetUser", testResetUser},
+		{"DeleteFactor", testDeleteFactor},
+		{"UnlockUser", testUnlockUser},
+		{"SuspendFactor", testSuspendFactor},
+		{"EpochEnds", testEpochEnds},
+
+		{"AppendEvent", testAppendEvent},
+		{"Events", testEvents},
+		{"EventsRefused", testEventsRefused},
+		{"Chain", testChain},
+		{"ChainUsers", testChainUsers},
+
 		{"ConcurrentAcceptTOTPStep", testConcurrentAccept},
 		{"ConcurrentStartAttempt", testConcurrentStartAttempt},
 		{"ConcurrentConfirmFactor", testConcurrentConfirm},
@@ -75,6 +88,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentAcceptAssertion", testConcurrentAcceptAssertion},
 		{"ConcurrentConsumeRecoveryCode", testConcurrentConsumeRecovery},
 		{"ConcurrentDuplicateCredential", testConcurrentDuplicateCredential},
+		{"ConcurrentReset", testConcurrentReset},
+		{"ConcurrentAppendEvent", testConcurrentAppendEvent},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -247,15 +262,15 @@ func testUnknownUser(t *testing.T, s mfa.Store) {
 	if diff := cmp.Diff(mfa.User{ID: "nobody"}, getUser(t, s, "nobody"), equateEmpty); diff != "" {
 		t.Fatalf("unknown user (-want +got):\n%s", diff)
 	}
-	ok, err := s.AcceptTOTPStep(ctx, "nobody", "0123456789abcdef", 100, t0)
+	ok, err := s.AcceptTOTPStep(ctx, "nobody", "0123456789abcdef", 100, 0, t0)
 	must(t, err)
 	if ok {
 		t.Fatal("AcceptTOTPStep of an unknown user's factor: got true")
 	}
-	ok, err = s.AcceptAssertion(ctx, "nobody", "0123456789abcdef", mfa.AssertionUse{SignCount: 1}, t0)
+	outcome, err := s.AcceptAssertion(ctx, "nobody", "0123456789abcdef", mfa.AssertionUse{SignCount: 1}, 0, t0)
 	must(t, err)
-	if ok {
-		t.Fatal("AcceptAssertion of an unknown user's factor: got true")
+	if outcome != mfa.AssertionRefused {
+		t.Fatalf("AcceptAssertion of an unknown user's factor: got %v, want refused", outcome)
 	}
 	ok, remaining, err := s.ConsumeRecoveryCode(ctx, "nobody", "r1", t0)
 	must(t, err)
@@ -286,6 +301,8 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 	must(t, s.PutPendingFactor(ctx, "alice", pending, t0.Add(time.Hour)))
 	ch := mfa.Challenge{UserID: "alice", Session: []byte("{}")}
 	must(t, s.PutChallenge(ctx, "ch", ch, t0.Add(time.Hour)))
+	wantEvaluated(t, s, "alice", t0, 1, limits) // a failure for UnlockUser to forget
+	first := appendEvent(t, s, mfa.Event{UserID: "alice", Time: t0, Action: mfa.ActionFactorAdded})
 	before := getUser(t, s, "alice")
 
 	cancelled, cancel := context.WithCancel(ctx)
@@ -296,7 +313,10 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 	}{
 		{"User", func(ctx context.Context) error { _, err := s.User(ctx, "alice"); return err }},
 		{"StartAttempt", func(ctx context.Context) error { _, err := s.StartAttempt(ctx, "alice", t0, limits); return err }},
-		{"AcceptTOTPStep", func(ctx context.Context) error { _, err := s.AcceptTOTPStep(ctx, "alice", tf.ID, 101, t0); return err }},
+		{"AcceptTOTPStep", func(ctx context.Context) error {
+			_, err := s.AcceptTOTPStep(ctx, "alice", tf.ID, 101, 0, t0)
+			return err
+		}},
 		{"CreateEnrollment", func(ctx context.Context) error { return s.CreateEnrollment(ctx, session("alice", "new", false)) }},
 		{"Enrollment", func(ctx context.Context) error { _, err := s.Enrollment(ctx, "more", t0); return err }},
 		{"PutActivationCode", func(ctx context.Context) error { return s.PutActivationCode(ctx, "alice", "other", t0.Add(time.Hour)) }},
@@ -315,7 +335,7 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 		{"PutChallenge", func(ctx context.Context) error { return s.PutChallenge(ctx, "new", ch, t0.Add(time.Hour)) }},
 		{"TakeChallenge", func(ctx context.Context) error { _, err := s.TakeChallenge(ctx, "ch", t0); return err }},
 		{"AcceptAssertion", func(ctx context.Context) error {
-			_, err := s.AcceptAssertion(ctx, "alice", wf.ID, mfa.AssertionUse{SignCount: 2}, t0)
+			_, err := s.AcceptAssertion(ctx, "alice", wf.ID, mfa.AssertionUse{SignCount: 2}, 0, t0)
 			return err
 		}},
 		{"ConsumeRecoveryCode", func(ctx context.Context) error {
@@ -325,6 +345,17 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 		{"ReplaceRecoveryCodes", func(ctx context.Context) error {
 			return s.ReplaceRecoveryCodes(ctx, "more", "alice", []string{"n1"}, t0)
 		}},
+		{"ResetUser", func(ctx context.Context) error { _, err := s.ResetUser(ctx, "alice", t0); return err }},
+		{"DeleteFactor", func(ctx context.Context) error { return s.DeleteFactor(ctx, "alice", tf.ID, t0) }},
+		{"UnlockUser", func(ctx context.Context) error { return s.UnlockUser(ctx, "alice") }},
+		{"SuspendFactor", func(ctx context.Context) error { return s.SuspendFactor(ctx, "alice", wf.ID, t0) }},
+		{"AppendEvent", func(ctx context.Context) error {
+			_, err := s.AppendEvent(ctx, mfa.Event{UserID: "alice", Time: t0, Action: mfa.ActionUserReset})
+			return err
+		}},
+		{"Events", func(ctx context.Context) error { _, _, err := s.Events(ctx, mfa.EventQuery{Limit: 10}); return err }},
+		{"Chain", func(ctx context.Context) error { _, err := s.Chain(ctx, "alice", 1, 10); return err }},
+		{"ChainUsers", func(ctx context.Context) error { _, err := s.ChainUsers(ctx, "", 10); return err }},
 	} {
 		wantErr(t, c.name+" with a cancelled context", c.call(cancelled), context.Canceled)
 	}
@@ -333,17 +364,18 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 	if diff := cmp.Diff(before, getUser(t, s, "alice"), equateEmpty); diff != "" {
 		t.Fatalf("user after cancelled calls (-before +after):\n%s", diff)
 	}
-	wantEvaluated(t, s, "alice", t0, limits.MaxFailures, limits)
+	wantChain(t, s, "alice", first)
+	wantEvaluated(t, s, "alice", t0, limits.MaxFailures-1, limits)
 	wantLocked(t, s, "alice", t0, t0.Add(limits.BaseLockout), limits)
-	ok, err := s.AcceptTOTPStep(ctx, "alice", tf.ID, 101, t0)
+	ok, err := s.AcceptTOTPStep(ctx, "alice", tf.ID, 101, 0, t0)
 	must(t, err)
 	if !ok {
 		t.Fatal("step 101 refused: a cancelled AcceptTOTPStep took it")
 	}
-	ok, err = s.AcceptAssertion(ctx, "alice", wf.ID, mfa.AssertionUse{SignCount: 2}, t0)
+	outcome, err := s.AcceptAssertion(ctx, "alice", wf.ID, mfa.AssertionUse{SignCount: 2}, 0, t0)
 	must(t, err)
-	if !ok {
-		t.Fatal("sign count 2 refused: a cancelled AcceptAssertion took it")
+	if outcome != mfa.AssertionAccepted {
+		t.Fatalf("sign count 2: got %v, want accepted: a cancelled AcceptAssertion took it", outcome)
 	}
 	ok, remaining, err := s.ConsumeRecoveryCode(ctx, "alice", "r1", t0)
 	must(t, err)
@@ -585,12 +617,12 @@ func testConfirmFactor(t *testing.T, s mfa.Store) {
 	wantErr(t, "second confirmation", s.ConfirmFactor(ctx, c), mfa.ErrNotFound)
 
 	// The confirming step counts as accepted.
-	ok, err := s.AcceptTOTPStep(ctx, "alice", f.ID, 1000, t0)
+	ok, err := s.AcceptTOTPStep(ctx, "alice", f.ID, 1000, 0, t0)
 	must(t, err)
 	if ok {
 		t.Fatal("the step that confirmed the factor was accepted again")
 	}
-	ok, err = s.AcceptTOTPStep(ctx, "alice", f.ID, 1001, t0)
+	ok, err = s.AcceptTOTPStep(ctx, "alice", f.ID, 1001, 0, t0)
 	must(t, err)
 	if !ok {
 		t.Fatal("the step after the confirming one was refused")
@@ -603,7 +635,7 @@ func testConfirmFactor(t *testing.T, s mfa.Store) {
 	must(t, s.ConfirmFactor(ctx, mfa.Confirmation{UserID: "alice", Factor: &g, TokenHash: "hash2", Step: 7, Now: t0}))
 	_, err = s.PendingFactor(ctx, "alice", g.ID, t0)
 	wantErr(t, "a pending factor confirmed whole", err, mfa.ErrNotFound)
-	ok, err = s.AcceptTOTPStep(ctx, "alice", g.ID, 8, t0)
+	ok, err = s.AcceptTOTPStep(ctx, "alice", g.ID, 8, 0, t0)
 	must(t, err)
 	if !ok {
 		t.Fatal("the step after the one that confirmed a factor given whole was refused")
@@ -890,7 +922,7 @@ func testAcceptTOTPStep(t *testing.T, s mfa.Store) {
 		{"00000000000000ff", 200, false},
 	} {
 		now := t0.Add(time.Duration(i+1) * time.Minute)
-		got, err := s.AcceptTOTPStep(ctx, "alice", c.factor, c.step, now)
+		got, err := s.AcceptTOTPStep(ctx, "alice", c.factor, c.step, 0, now)
 		must(t, err)
 		if got != c.want {
 			t.Fatalf("AcceptTOTPStep(%s, step %d): got %v, want %v", c.factor, c.step, got, c.want)
@@ -915,10 +947,10 @@ func testStepRange(t *testing.T, s mfa.Store) {
 	id := "00000000000000a1"
 	enroll(t, s, "alice", id, 0)
 	for _, step := range []int64{-1, maxStep + 1, math.MaxInt64} {
-		_, err := s.AcceptTOTPStep(t.Context(), "alice", id, step, t0)
+		_, err := s.AcceptTOTPStep(t.Context(), "alice", id, step, 0, t0)
 		wantMisuse(t, fmt.Sprintf("AcceptTOTPStep(step %d)", step), err)
 	}
-	ok, err := s.AcceptTOTPStep(t.Context(), "alice", id, 1, t0)
+	ok, err := s.AcceptTOTPStep(t.Context(), "alice", id, 1, 0, t0)
 	must(t, err)
 	if !ok {
 		t.Fatal("step 1 refused after the refused steps")
@@ -1078,31 +1110,31 @@ func testSuccessResets(t *testing.T, s mfa.Store) {
 		resets  bool
 	}{
 		{"TOTP step", func(t *testing.T, user string, now time.Time) {
-			ok, err := s.AcceptTOTPStep(t.Context(), user, totpID, 101, now)
+			ok, err := s.AcceptTOTPStep(t.Context(), user, totpID, 101, 0, now)
 			must(t, err)
 			if !ok {
 				t.Fatal("AcceptTOTPStep: got false")
 			}
 		}, true},
 		{"replayed TOTP step", func(t *testing.T, user string, now time.Time) {
-			ok, err := s.AcceptTOTPStep(t.Context(), user, totpID, 100, now)
+			ok, err := s.AcceptTOTPStep(t.Context(), user, totpID, 100, 0, now)
 			must(t, err)
 			if ok {
 				t.Fatal("AcceptTOTPStep: got true")
 			}
 		}, false},
 		{"assertion", func(t *testing.T, user string, now time.Time) {
-			ok, err := s.AcceptAssertion(t.Context(), user, keyID, mfa.AssertionUse{SignCount: 6}, now)
+			outcome, err := s.AcceptAssertion(t.Context(), user, keyID, mfa.AssertionUse{SignCount: 6}, 0, now)
 			must(t, err)
-			if !ok {
-				t.Fatal("AcceptAssertion: got false")
+			if outcome != mfa.AssertionAccepted {
+				t.Fatalf("AcceptAssertion: got %v, want accepted", outcome)
 			}
 		}, true},
 		{"assertion whose count did not grow", func(t *testing.T, user string, now time.Time) {
-			ok, err := s.AcceptAssertion(t.Context(), user, keyID, mfa.AssertionUse{SignCount: 5}, now)
+			outcome, err := s.AcceptAssertion(t.Context(), user, keyID, mfa.AssertionUse{SignCount: 5}, 0, now)
 			must(t, err)
-			if ok {
-				t.Fatal("AcceptAssertion: got true")
+			if outcome != mfa.AssertionCloned {
+				t.Fatalf("AcceptAssertion: got %v, want cloned", outcome)
 			}
 		}, false},
 		{"recovery code", func(t *testing.T, user string, now time.Time) {
@@ -1200,64 +1232,94 @@ func testDuplicateCredential(t *testing.T, s mfa.Store) {
 // testAcceptAssertion pins the sign-count rule: an assertion is accepted if
 // its count is greater than the stored one, or both are zero (an
 // authenticator without a counter); only then are the count and flags
-// stored. A refused assertion changes nothing.
+// stored. Any other count is a clone: the factor is suspended at now, its
+// count and flags unchanged, and every later assertion is refused, whatever
+// its count, until SuspendFactor lifts the suspension.
 func testAcceptAssertion(t *testing.T, s mfa.Store) {
 	ctx := t.Context()
+	type row struct {
+		count uint32
+		want  mfa.AssertionOutcome
+	}
+	accepted, cloned := mfa.AssertionAccepted, mfa.AssertionCloned
 	for _, user := range []struct {
 		name  string
 		start uint32
-		rows  []struct {
-			count uint32
-			want  bool
-		}
+		rows  []row
 	}{
-		{"counter", 3, []struct {
-			count uint32
-			want  bool
-		}{{3, false}, {2, false}, {0, false}, {4, true}, {4, false}, {9, true}, {math.MaxUint32, true}, {math.MaxUint32, false}, {0, false}}},
-		{"no counter", 0, []struct {
-			count uint32
-			want  bool
-		}{{0, true}, {0, true}, {5, true}, {0, false}, {5, false}, {6, true}}},
+		{"counter", 3, []row{{3, cloned}, {2, cloned}, {0, cloned}, {4, accepted}, {4, cloned}, {9, accepted},
+			{math.MaxUint32, accepted}, {math.MaxUint32, cloned}, {0, cloned}}},
+		{"no counter", 0, []row{{0, accepted}, {0, accepted}, {5, accepted}, {0, cloned}, {5, cloned}, {6, accepted}}},
 	} {
 		t.Run(user.name, func(t *testing.T) {
 			f := webauthnFactor("00000000000000c1", "cred-"+user.name, user.start)
 			must(t, addWebAuthn(t, s, user.name, f))
 			want := *f.WebAuthn
 			var lastUsed time.Time
+			// check fails unless the credential is as want, last used at
+			// lastUsed and suspended at suspended.
+			check := func(when string, suspended time.Time) {
+				t.Helper()
+				u := getUser(t, s, user.name)
+				if diff := cmp.Diff(&want, u.Factors[0].WebAuthn); diff != "" {
+					t.Fatalf("%s: credential (-want +got):\n%s", when, diff)
+				}
+				if !u.Factors[0].LastUsedAt.Equal(lastUsed) || !u.LastVerifiedAt.Equal(lastUsed) {
+					t.Fatalf("%s: last used %v, last verified %v; want %v", when, u.Factors[0].LastUsedAt, u.LastVerifiedAt, lastUsed)
+				}
+				if got := u.Factors[0].SuspendedAt; !got.Equal(suspended) {
+					t.Fatalf("%s: suspended at %v, want %v", when, got, suspended)
+				}
+			}
 			for i, c := range user.rows {
 				now := t0.Add(time.Duration(i+1) * time.Minute)
 				// Flags change with each row, to see whether they are stored.
 				use := mfa.AssertionUse{SignCount: c.count, BackupState: i%2 == 0, UserVerified: i%3 == 0}
-				got, err := s.AcceptAssertion(ctx, user.name, f.ID, use, now)
+				got, err := s.AcceptAssertion(ctx, user.name, f.ID, use, 0, now)
 				must(t, err)
 				if got != c.want {
 					t.Fatalf("row %d: AcceptAssertion(sign count %d) after %d: got %v, want %v", i, c.count, want.SignCount, got, c.want)
 				}
-				if got {
+				when := fmt.Sprintf("row %d: after AcceptAssertion(sign count %d)", i, c.count)
+				if got == accepted {
 					want.SignCount, want.BackupState, want.UserVerified = use.SignCount, use.BackupState, use.UserVerified
 					lastUsed = now
+					check(when, time.Time{})
+					continue
 				}
-				u := getUser(t, s, user.name)
-				if diff := cmp.Diff(&want, u.Factors[0].WebAuthn); diff != "" {
-					t.Fatalf("row %d: credential after AcceptAssertion(sign count %d) (-want +got):\n%s", i, c.count, diff)
+				check(when, now)
+				// Suspended: refused whatever the count, and nothing changes.
+				for _, count := range []uint32{want.SignCount + 1, math.MaxUint32, 0} {
+					got, err := s.AcceptAssertion(ctx, user.name, f.ID, mfa.AssertionUse{SignCount: count}, 0, now.Add(time.Second))
+					must(t, err)
+					if got != mfa.AssertionRefused {
+						t.Fatalf("row %d: suspended, AcceptAssertion(sign count %d): got %v, want refused", i, count, got)
+					}
 				}
-				if !u.Factors[0].LastUsedAt.Equal(lastUsed) || !u.LastVerifiedAt.Equal(lastUsed) {
-					t.Fatalf("row %d: last used %v, last verified %v; want %v", i, u.Factors[0].LastUsedAt, u.LastVerifiedAt, lastUsed)
-				}
+				check(when+" and assertions while suspended", now)
+				must(t, s.SuspendFactor(ctx, user.name, f.ID, time.Time{}))
+				check(when+" and the suspension lifted", time.Time{})
 			}
 		})
 	}
-	ok, err := s.AcceptAssertion(ctx, "counter", "00000000000000ff", mfa.AssertionUse{SignCount: math.MaxUint32}, t0)
-	must(t, err)
-	if ok {
-		t.Fatal("AcceptAssertion of a factor that does not exist: got true")
+	for _, c := range []struct {
+		name, user, factor string
+	}{
+		{"a factor that does not exist", "counter", "00000000000000ff"},
+		{"a TOTP factor", "bob", "00000000000000a1"},
+		{"an unknown user's factor", "nobody", "00000000000000c1"},
+	} {
+		if c.user == "bob" {
+			enroll(t, s, "bob", c.factor, 1)
+		}
+		got, err := s.AcceptAssertion(ctx, c.user, c.factor, mfa.AssertionUse{SignCount: math.MaxUint32}, 0, t0)
+		must(t, err)
+		if got != mfa.AssertionRefused {
+			t.Fatalf("AcceptAssertion of %s: got %v, want refused", c.name, got)
+		}
 	}
-	enroll(t, s, "bob", "00000000000000a1", 1)
-	ok, err = s.AcceptAssertion(ctx, "bob", "00000000000000a1", mfa.AssertionUse{SignCount: 1}, t0)
-	must(t, err)
-	if ok {
-		t.Fatal("AcceptAssertion of a TOTP factor: got true")
+	if u := getUser(t, s, "bob"); !u.Factors[0].SuspendedAt.IsZero() {
+		t.Fatalf("a TOTP factor suspended by an assertion: %+v", u.Factors[0])
 	}
 }
 
@@ -1453,7 +1515,7 @@ func testConcurrentAccept(t *testing.T, s mfa.Store) {
 	ctx := t.Context()
 	id := "00000000000000a1"
 	enroll(t, s, "alice", id, 100)
-	wins := race(t, 50, func(int) (bool, error) { return s.AcceptTOTPStep(ctx, "alice", id, 101, t0) })
+	wins := race(t, 50, func(int) (bool, error) { return s.AcceptTOTPStep(ctx, "alice", id, 101, 0, t0) })
 	if wins != 1 {
 		t.Fatalf("one step sent 50 times at once: accepted %d times, want 1", wins)
 	}
@@ -1530,11 +1592,20 @@ func testConcurrentAcceptAssertion(t *testing.T, s mfa.Store) {
 	ctx := t.Context()
 	f := webauthnFactor("00000000000000c1", "cred-1", 1)
 	must(t, addWebAuthn(t, s, "alice", f))
-	wins := race(t, 50, func(int) (bool, error) {
-		return s.AcceptAssertion(ctx, "alice", f.ID, mfa.AssertionUse{SignCount: 2}, t0)
+	var mu sync.Mutex
+	outcomes := map[mfa.AssertionOutcome]int{}
+	race(t, 50, func(int) (bool, error) {
+		outcome, err := s.AcceptAssertion(ctx, "alice", f.ID, mfa.AssertionUse{SignCount: 2}, 0, t0)
+		mu.Lock()
+		defer mu.Unlock()
+		outcomes[outcome]++
+		return false, err
 	})
-	if wins != 1 {
-		t.Fatalf("one sign count accepted %d times at once, want 1", wins)
+	// The first accepted it, the second found the count used and suspended
+	// the key, and the key refused the others.
+	want := map[mfa.AssertionOutcome]int{mfa.AssertionAccepted: 1, mfa.AssertionCloned: 1, mfa.AssertionRefused: 48}
+	if diff := cmp.Diff(want, outcomes); diff != "" {
+		t.Fatalf("one sign count sent 50 times at once: outcomes (-want +got):\n%s", diff)
 	}
 }
 
