@@ -215,7 +215,10 @@ func TestResetRacesFinishes(t *testing.T) {
 		kinds = append(kinds, "verification")
 	}
 
+	// The reset starts once a few have finished, and races the others.
+	const before = 1
 	start := make(chan struct{})
+	finished := make(chan struct{}, len(finishes))
 	results := make([]string, len(finishes))
 	var (
 		wg       sync.WaitGroup
@@ -226,10 +229,14 @@ func TestResetRacesFinishes(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			results[i] = finish(func() {})
+			finished <- struct{}{}
 		})
 	}
 	wg.Go(func() {
 		<-start
+		for range before {
+			<-finished
+		}
 		removed, resetErr = e.svc.ResetUser(asAdmin(t), u.totp.userID, "stolen phone")
 	})
 	close(start)
