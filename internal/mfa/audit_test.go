@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/secondfactor/secondfactor/internal/boltstore"
 	"github.com/secondfactor/secondfactor/internal/mfa"
 )
 
@@ -277,6 +278,59 @@ func TestVerifyAuditTrail(t *testing.T) {
 			}
 			if diff := cmp.Diff(all, got); diff != "" {
 				t.Errorf("VerifyAuditTrail(every chain) mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestVerifyAuditTrailOfTheStoredFile: an event edited or removed in the
+// embedded store's file, behind the store's back, breaks the chain there;
+// an event removed at the end shows once another is appended.
+func TestVerifyAuditTrailOfTheStoredFile(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, e *env) error
+		want   mfa.ChainReport
+	}{
+		{"an event edited", func(t *testing.T, e *env) error {
+			return boltstore.TamperEvent(t.Context(), e.bolt, "dr-b", 2, func(ev *mfa.Event) { ev.Reason = "routine" })
+		}, mfa.ChainReport{Events: 1, BrokenEventID: "dr-b/2", Problem: "hash does not match its content"}},
+		{"an event removed", func(t *testing.T, e *env) error {
+			return boltstore.RemoveEvent(t.Context(), e.bolt, "dr-b", 2)
+		}, mfa.ChainReport{Events: 1, BrokenEventID: "dr-b/3", Problem: "previous event missing: 2 expected"}},
+		{"the last event removed, then one appended", func(t *testing.T, e *env) error {
+			if err := boltstore.RemoveEvent(t.Context(), e.bolt, "dr-b", 3); err != nil {
+				return err
+			}
+			_, err := e.svc.ResetUser(asAdmin(t), "dr-b", "reset 4")
+			return err
+		}, mfa.ChainReport{Events: 2, BrokenEventID: "dr-b/4", Problem: "previous event missing: 3 expected"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			for _, u := range []string{"dr-a", "dr-b"} {
+				for i := range 3 {
+					if _, err := e.svc.ResetUser(asAdmin(t), u, fmt.Sprintf("reset %d", i+1)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := tt.tamper(t, e); err != nil {
+				t.Fatal(err)
+			}
+			for _, userID := range []string{"dr-b", ""} {
+				want := tt.want
+				if userID == "" {
+					want.Events += 3 // dr-a's
+				}
+				got, err := e.svc.VerifyAuditTrail(t.Context(), userID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("VerifyAuditTrail(%q) mismatch (-want +got):\n%s", userID, diff)
+				}
 			}
 		})
 	}

@@ -46,7 +46,8 @@ func (c *clock) Advance(d time.Duration) { c.t = c.t.Add(d) }
 type env struct {
 	svc   *mfa.Service
 	clock *clock
-	logs  *logBuffer // the service's log
+	logs  *logBuffer       // the service's log
+	bolt  *boltstore.Store // the store under any wrapper
 }
 
 type envOptions struct {
@@ -147,7 +148,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{svc: svc, clock: clk, logs: logs}
+	return &env{svc: svc, clock: clk, logs: logs, bolt: store}
 }
 
 // enrolled is a user with one confirmed TOTP factor.

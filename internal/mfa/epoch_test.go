@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -215,7 +216,10 @@ func TestResetRacesFinishes(t *testing.T) {
 		kinds = append(kinds, "verification")
 	}
 
+	// The reset starts once a few have finished, and races the others.
+	const before = 1
 	start := make(chan struct{})
+	finished := make(chan struct{}, len(finishes))
 	results := make([]string, len(finishes))
 	var (
 		wg       sync.WaitGroup
@@ -226,10 +230,14 @@ func TestResetRacesFinishes(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			results[i] = finish(func() {})
+			finished <- struct{}{}
 		})
 	}
 	wg.Go(func() {
 		<-start
+		for range before {
+			<-finished
+		}
 		removed, resetErr = e.svc.ResetUser(asAdmin(t), u.totp.userID, "stolen phone")
 	})
 	close(start)
@@ -265,4 +273,55 @@ func TestResetRacesFinishes(t *testing.T) {
 		t.Errorf("one code accepted %d times", acceptedCodes)
 	}
 	t.Logf("outcomes: %v; removed %d", results, removed)
+}
+
+// TestVerificationBeforeARemovalBacksNothing: a verification made before a
+// reset, or before the delete of a factor (maybe the one it was made
+// with), does not back a PROOF_EXISTING_FACTOR session after it; a new
+// verification does.
+func TestVerificationBeforeARemovalBacksNothing(t *testing.T) {
+	e := newEnv(t, envOptions{webauthn: true})
+	tests := []struct {
+		name string
+		// remove removes factors and returns the TOTP factor the user has
+		// after it.
+		remove func(t *testing.T, u twoFactors) enrolled
+	}{
+		{"a delete", func(t *testing.T, u twoFactors) enrolled {
+			if err := e.svc.DeleteFactor(asAdmin(t), u.totp.userID, u.keyID, "key stolen"); err != nil {
+				t.Fatal(err)
+			}
+			return u.totp
+		}},
+		{"a reset, then a new first factor", func(t *testing.T, u twoFactors) enrolled {
+			if _, err := e.svc.ResetUser(asAdmin(t), u.totp.userID, "phone stolen"); err != nil {
+				t.Fatal(err)
+			}
+			return e.finishTOTP(t, u.totp.userID, e.createSession(t, u.totp.userID, mfa.ProofStrong).Token.Reveal(), "")
+		}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := e.twoFactors(t, fmt.Sprintf("dr-%d", i))
+			if r := e.login(t, u.totp.userID, u.key); r != accepted {
+				t.Fatalf("login: %+v", r)
+			}
+			e.clock.Advance(time.Second)
+			left := tt.remove(t, u)
+			create := func() outcome {
+				_, err := e.svc.CreateEnrollment(t.Context(), mfa.EnrollmentRequest{UserID: u.totp.userID, Proof: mfa.ProofExistingFactor})
+				return outcomeOf(t, err)
+			}
+			if diff := cmp.Diff(refused(mfa.ReasonNoFreshVerification), create()); diff != "" {
+				t.Errorf("backed by the verification before (-want +got):\n%s", diff)
+			}
+			e.clock.Advance(time.Second)
+			if r := e.verify(t, u.totp.userID, e.code(t, left, 0)); r != accepted {
+				t.Fatalf("verification after: %+v", r)
+			}
+			if diff := cmp.Diff(outcome{}, create()); diff != "" {
+				t.Errorf("backed by a verification after (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

@@ -46,7 +46,8 @@ const (
 	// ReasonNoFreshVerification (ErrRefused): PROOF_EXISTING_FACTOR, but the
 	// user's last accepted verification is missing or older than the
 	// fresh-verification window (a verification exactly at the window's
-	// end still counts).
+	// end still counts), or an administrator removed factors of the user
+	// (a reset or a delete) since it.
 	ReasonNoFreshVerification Reason = "no-fresh-verification"
 	// ReasonPolicyStrongOnly (ErrRefused): the strong-only policy refuses a
 	// first factor on a password alone.

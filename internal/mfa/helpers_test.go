@@ -47,15 +47,17 @@ func (e *env) registerKey(t *testing.T, token string) (*webauthntest.Authenticat
 	return a, f, codes
 }
 
-// signedLogin begins a WebAuthn login of userID and has a sign it: the
-// challenge id and assertion that FinishWebAuthnLogin takes.
+// signedLogin begins a WebAuthn login of userID and has a sign it with its
+// first credential, whether the options allow it or not (a key the user no
+// longer has): the challenge id and assertion that FinishWebAuthnLogin
+// takes.
 func (e *env) signedLogin(t *testing.T, userID string, a *webauthntest.Authenticator) (string, []byte) {
 	t.Helper()
 	lc, err := e.svc.BeginWebAuthnLogin(asPortal(t), userID, browser)
 	if err != nil {
 		t.Fatalf("BeginWebAuthnLogin: %v", err)
 	}
-	assertion, err := a.Get(lc.Options, origin)
+	assertion, err := a.GetWith(lc.Options, origin, webauthntest.Tamper{CredentialID: a.Credentials()[0]})
 	if err != nil {
 		t.Fatalf("authenticator get: %v", err)
 	}

@@ -292,6 +292,9 @@ func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (Ne
 	if err := s.admit(&e, u, now); err != nil {
 		return NewEnrollment{}, err
 	}
+	if err := s.checkVerificationKept(ctx, e, u); err != nil {
+		return NewEnrollment{}, err
+	}
 	tok, err := secret.NewToken(s.o.Rand)
 	if err != nil {
 		return NewEnrollment{}, err
@@ -340,6 +343,29 @@ func (s *Service) admit(e *Enrollment, u User, now time.Time) error {
 		}
 	default:
 		return badField("proof", "must be PROOF_PASSWORD_ONLY, PROOF_STRONG or PROOF_EXISTING_FACTOR")
+	}
+	return nil
+}
+
+// checkVerificationKept refuses a PROOF_EXISTING_FACTOR session e of user
+// u when an administrator removed factors of the user (a reset or a
+// delete) since the verification that backs it: that verification may
+// have been made with the factor removed, and nothing begun before a reset
+// or a delete may serve after it. The removals are read from the audit
+// trail, since the store keeps LastVerifiedAt across them; a removal whose
+// event is not appended yet (a few milliseconds after the store changed)
+// is not seen.
+func (s *Service) checkVerificationKept(ctx context.Context, e Enrollment, u User) error {
+	if e.Proof != ProofExistingFactor {
+		return nil
+	}
+	evs, _, err := s.o.Store.Events(ctx, EventQuery{UserID: e.UserID, Since: u.LastVerifiedAt,
+		Actions: []Action{ActionUserReset, ActionFactorRemoved}, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(evs) > 0 {
+		return refuse(ReasonNoFreshVerification, "PROOF_EXISTING_FACTOR: the user's factors were removed (%s) since the last verification: verify again", evs[0].Action)
 	}
 	return nil
 }

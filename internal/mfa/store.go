@@ -85,6 +85,7 @@ type Store interface {
 	//
 	// epoch is the user's epoch that the evaluated factors were read under
 	// (Attempt.Epoch): a different epoch accepts nothing and returns false.
+	// So does a suspended factor (SuspendedAt set), with its step kept.
 	AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, epoch uint64, now time.Time) (bool, error)
 
 	// CreateEnrollment stores a new enrolment session until e.ExpiresAt,
@@ -108,11 +109,12 @@ type Store interface {
 
 	// PutPendingFactor stores a factor that is not confirmed yet, until
 	// expiresAt, replacing a pending factor of the same ID. A pending factor
-	// verifies nothing.
+	// verifies nothing. It belongs to the user's epoch at the call: a reset
+	// or a delete removes it (see ResetUser, DeleteFactor).
 	PutPendingFactor(ctx context.Context, userID string, f Factor, expiresAt time.Time) error
 
-	// PendingFactor returns a pending factor. ErrNotFound if there is none
-	// or it expired.
+	// PendingFactor returns a pending factor. ErrNotFound if there is none,
+	// it expired, or a reset or delete removed it.
 	PendingFactor(ctx context.Context, userID, factorID string, now time.Time) (Factor, error)
 
 	// ConfirmFactor turns a pending factor, or c.Factor given whole, into a
@@ -163,7 +165,9 @@ type Store interface {
 	// epoch the challenge was made under); AssertionCloned when the count is
 	// refused by the rule above: the factor is then suspended at now in the
 	// same atomic step (SuspendedAt = now), so that every later assertion is
-	// refused, whatever its count, until SuspendFactor lifts it.
+	// refused, whatever its count, until SuspendFactor lifts it. A refusal
+	// comes first: an assertion of another epoch, or for a suspended factor,
+	// is AssertionRefused whatever its count, and suspends nothing.
 	AcceptAssertion(ctx context.Context, userID, factorID string, use AssertionUse, epoch uint64, now time.Time) (AssertionOutcome, error)
 
 	// ConsumeRecoveryCode removes the user's recovery code that hashes to
@@ -187,13 +191,17 @@ type Store interface {
 	// and lock, and increments the user's epoch, which ends every session,
 	// challenge and verification begun before (see Epoch). It returns how
 	// many confirmed factors it removed. A user the store has never seen is
-	// reset too (epoch 0 → 1), with 0 removed.
+	// reset too (epoch 0 → 1), with 0 removed. LastVerifiedAt stays (see
+	// Store: nothing but a success sets it); enrolment sessions and
+	// challenges stay until they expire, ended by the epoch.
 	ResetUser(ctx context.Context, userID string, now time.Time) (removed int, err error)
 
 	// DeleteFactor removes one confirmed factor of the user (a credential's
 	// ID becomes free) and increments the user's epoch, atomically. If it
-	// was the user's last factor, the recovery codes go too. ErrNotFound if
-	// the user has no confirmed factor factorID.
+	// was the user's last factor, the recovery codes go too. The user's
+	// pending factors go as well: they belong to enrolments begun under the
+	// epoch it ends. ErrNotFound if the user has no confirmed factor
+	// factorID, and then the epoch stays.
 	DeleteFactor(ctx context.Context, userID, factorID string, now time.Time) error
 
 	// UnlockUser sets the user's counted attempts, lockouts and lock to zero
@@ -210,24 +218,35 @@ type Store interface {
 	// append-only: it sets e.Seq to the chain's last Seq + 1 (1 for the
 	// first event), e.PrevHash to the last event's Hash ("" for the first)
 	// and e.Hash to EventHash(e), atomically against concurrent appends to
-	// the same chain, stores it and returns it. e.UserID must not be empty;
-	// e.Seq, e.PrevHash and e.Hash given are ignored.
+	// the same chain, stores it and returns it. e.Time is kept, and hashed,
+	// in whole milliseconds (truncated), in UTC. The last event is the last
+	// appended: one removed since behind the store's back still gives the
+	// next its Seq + 1 and its Hash, so that the gap shows. e.UserID must not
+	// be empty; e.Seq, e.PrevHash and e.Hash given are ignored.
 	AppendEvent(ctx context.Context, e Event) (Event, error)
 
-	// Events returns the events that q selects, newest first (by Time,
-	// then by UserID and Seq descending), at most q.Limit (1 to 1000), and
-	// a cursor for the next page ("" after the last). Events are returned
-	// as stored, so that a check of their hashes sees any edit.
+	// Events returns the events that q selects, newest first (by Time, then
+	// by UserID, then by Seq, all descending, user IDs compared byte by
+	// byte), at most q.Limit (1 to 1000; other limits are not allowed), and
+	// a cursor for the next page: "" when no further event is selected,
+	// else the page is full and the next holds at least one event (when
+	// read, if nothing was removed meanwhile). Pass the cursor with the same
+	// query. A cursor that the store did not give is ErrNotFound. Events
+	// are returned as stored, so that a check of their hashes sees any
+	// edit; an event removed behind the store's back is not listed, and an
+	// edited one is listed where it was appended.
 	Events(ctx context.Context, q EventQuery) ([]Event, string, error)
 
-	// Chain returns up to n events (1 to 1000) of userID's audit chain in
-	// chain order, starting at the first event whose Seq is at least from,
-	// as stored. An empty slice past the end or for a user without events.
+	// Chain returns up to n events (1 to 1000; other n are not allowed) of
+	// userID's audit chain in chain order, starting at the first event
+	// whose Seq is at least from, as stored. An empty slice past the end or
+	// for a user without events.
 	Chain(ctx context.Context, userID string, from uint64, n int) ([]Event, error)
 
-	// ChainUsers returns up to n users (1 to 1000) that have an audit
-	// chain, in ascending order, starting after the user after ("" for the
-	// first page).
+	// ChainUsers returns up to n users (1 to 1000; other n are not allowed)
+	// that have an audit chain, in ascending byte order, starting after the
+	// user after ("" for the first page), which need not have one. Fewer
+	// than n: there are no more.
 	ChainUsers(ctx context.Context, after string, n int) ([]string, error)
 }
 

@@ -107,7 +107,7 @@ func (v scripts) verify(ctx context.Context, userID, factorID string, step int64
 	if err != nil || a.Locked {
 		return false, err
 	}
-	return v.s.AcceptTOTPStep(ctx, userID, factorID, step, now)
+	return v.s.AcceptTOTPStep(ctx, userID, factorID, step, a.Epoch, now)
 }
 
 func (v scripts) attempt(ctx context.Context, userID string, now time.Time, lim mfa.Limits) (mfa.Attempt, error) {

@@ -14,10 +14,19 @@
 //	{u:ID}:att           hash  failures, locked_until_ms, lockouts, last_ms (the last counted attempt)
 //	{u:ID}:v             string  time of the last accepted verification
 //	{u:ID}:used          hash  factor ID → time of its last use
+//	{u:ID}:susp          hash  factor ID → time of its suspension (mfa.Factor.SuspendedAt)
+//	{u:ID}:epoch         string  the user's epoch (INCR), absent for 0; never expires
+//	{u:ID}:op:<nonce>    string  what one call's script did, for a client retry
+//	                           of it to find (see opKey); expires after a minute
 //	{u:ID}:rc            set   hashes of the unused recovery codes
-//	{u:ID}:p:<factorID>  hash  factor (JSON), expires_ms: a pending factor
+//	{u:ID}:p:<factorID>  hash  factor (JSON), expires_ms, epoch: a pending factor
 //	{u:ID}:act           hash  hash, expires_ms: the activation code
-//	{u:ID}:e:<tokenHash> hash  an enrolment session, field by field
+//	{u:ID}:e:<tokenHash> hash  an enrolment session, field by field, with its epoch
+//	{u:ID}:audit         stream  the user's audit chain: entry <seq>-0, field e = the event's JSON
+//	{u:ID}:audit:head    hash  seq, hash: the last event appended
+//	{u:ID}:audit:t       sorted set  the user's events by time (see audit.go)
+//	audit:idx            sorted set  every user's events by time (see audit.go)
+//	audit:users          sorted set  the users that have a chain
 //	e:<tokenHash>        string  user ID: finds a session from its token alone
 //	cred:<hex of ID>     string  user ID: reserves a WebAuthn credential ID
 //	ch:<id>              string  JSON of an mfa.Challenge and its expires_ms
@@ -25,7 +34,10 @@
 // The keys without a user's hash tag lie in slots of their own: a script of
 // the user cannot touch them on Cluster. A challenge needs none (GETDEL takes
 // it atomically). The credential index is written before the user's script,
-// as ConfirmFactor explains.
+// as ConfirmFactor explains, and freed after the script that removes a
+// credential (ResetUser, DeleteFactor). The audit indexes are written
+// before the append, as AppendEvent explains. A user's epoch is read and
+// compared inside the scripts that complete what was begun under one.
 //
 // Times are unix milliseconds of the callers' clock (the now arguments), so
 // times are kept to the millisecond. Records that expire carry their expiry
@@ -82,6 +94,9 @@ func (k keys) used() string                    { return string(k) + "used" }
 func (k keys) pending(factorID string) string  { return string(k) + "p:" + factorID }
 func (k keys) activation() string              { return string(k) + "act" }
 func (k keys) session(tokenHash string) string { return string(k) + "e:" + tokenHash }
+func (k keys) suspended() string               { return string(k) + "susp" }
+func (k keys) epoch() string                   { return string(k) + "epoch" }
+func (k keys) op(nonce string) string          { return string(k) + "op:" + nonce }
 
 // sessionIndex is the key that maps a token hash to its user. It has no hash
 // tag of its user: the token alone must find it.
@@ -102,14 +117,18 @@ func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 		factors  *redis.MapStringStringCmd
 		used     *redis.MapStringStringCmd
 		wa       *redis.MapStringStringCmd
+		susp     *redis.MapStringStringCmd
 		locked   *redis.StringCmd
 		verified *redis.StringCmd
+		epoch    *redis.StringCmd
 		recovery *redis.IntCmd
 	)
 	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		factors = p.HGetAll(ctx, k.factors())
 		used = p.HGetAll(ctx, k.used())
 		wa = p.HGetAll(ctx, k.webauthn())
+		susp = p.HGetAll(ctx, k.suspended())
+		epoch = p.Get(ctx, k.epoch())
 		locked = p.HGet(ctx, k.attempts(), "locked_until_ms")
 		verified = p.Get(ctx, k.verified())
 		recovery = p.SCard(ctx, k.recovery())
@@ -124,7 +143,10 @@ func (s *Store) User(ctx context.Context, userID string) (mfa.User, error) {
 		}
 	}
 	u := mfa.User{ID: userID, RecoveryCodes: int(recovery.Val())}
-	if u.Factors, err = decodeFactors(factors.Val(), used.Val(), wa.Val()); err != nil {
+	if u.Factors, err = decodeFactors(factors.Val(), used.Val(), wa.Val(), susp.Val()); err != nil {
+		return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
+	}
+	if u.Epoch, err = parseEpoch(epoch.Val()); err != nil {
 		return mfa.User{}, fmt.Errorf("redisstore: user: %w", err)
 	}
 	if u.LockedUntil, err = optionalTime(locked); err != nil {
@@ -154,7 +176,7 @@ func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, 
 	}
 	k := userKeys(userID)
 	res, err := startAttemptScript.Run(ctx, s.rdb,
-		[]string{k.attempts(), k.factors(), k.used(), k.webauthn()}, args...).Slice()
+		[]string{k.attempts(), k.factors(), k.used(), k.webauthn(), k.suspended(), k.epoch()}, args...).Slice()
 	if err != nil {
 		return mfa.Attempt{}, storeError("start attempt", err)
 	}
@@ -166,47 +188,67 @@ func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, 
 }
 
 func decodeAttempt(res []any) (mfa.Attempt, error) {
-	if len(res) == 2 && res[0] == int64(1) {
+	if len(res) == 3 && res[0] == int64(1) {
 		ms, err := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
 		if err != nil {
 			return mfa.Attempt{}, fmt.Errorf("lock: %w", err)
 		}
-		return mfa.Attempt{Locked: true, LockedUntil: time.UnixMilli(ms).UTC()}, nil
+		epoch, err := parseEpoch(fmt.Sprint(res[2]))
+		if err != nil {
+			return mfa.Attempt{}, err
+		}
+		return mfa.Attempt{Locked: true, LockedUntil: time.UnixMilli(ms).UTC(), Epoch: epoch}, nil
 	}
-	if len(res) != 4 || res[0] != int64(0) {
+	if len(res) != 6 || res[0] != int64(0) {
 		return mfa.Attempt{}, fmt.Errorf("unexpected script result of %d elements", len(res))
 	}
-	factors, err := pairs(res[1])
+	var hashes [4]map[string]string // f, used, wa, susp
+	for i := range hashes {
+		var err error
+		if hashes[i], err = pairs(res[1+i]); err != nil {
+			return mfa.Attempt{}, err
+		}
+	}
+	fs, err := decodeFactors(hashes[0], hashes[1], hashes[2], hashes[3])
 	if err != nil {
 		return mfa.Attempt{}, err
 	}
-	used, err := pairs(res[2])
+	epoch, err := parseEpoch(fmt.Sprint(res[5]))
 	if err != nil {
 		return mfa.Attempt{}, err
 	}
-	wa, err := pairs(res[3])
-	if err != nil {
-		return mfa.Attempt{}, err
+	return mfa.Attempt{Factors: fs, Epoch: epoch}, nil
+}
+
+// parseEpoch reads an epoch as the epoch key holds it; "" is 0.
+func parseEpoch(v string) (uint64, error) {
+	if v == "" {
+		return 0, nil
 	}
-	fs, err := decodeFactors(factors, used, wa)
+	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
-		return mfa.Attempt{}, err
+		return 0, fmt.Errorf("corrupt epoch %q: %w", v, err)
 	}
-	return mfa.Attempt{Factors: fs}, nil
+	return n, nil
 }
 
 // maxStep bounds TOTP steps: Lua compares them as doubles, exact up to 2^53.
 const maxStep = 1 << 53
 
 // AcceptTOTPStep advances a factor's last accepted step, in one script.
-func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, now time.Time) (bool, error) {
+func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, epoch uint64, now time.Time) (bool, error) {
 	if step < 0 || step > maxStep {
 		return false, fmt.Errorf("redisstore: accept totp step: step %d out of range", step)
 	}
+	return s.acceptTOTPStep(ctx, userID, factorID, step, epoch, now, newNonce())
+}
+
+// acceptTOTPStep is AcceptTOTPStep, the call named by nonce (see opKey).
+func (s *Store) acceptTOTPStep(ctx context.Context, userID, factorID string, step int64, epoch uint64, now time.Time, nonce string) (bool, error) {
 	k := userKeys(userID)
 	n, err := acceptTOTPStepScript.Run(ctx, s.rdb,
-		[]string{k.factors(), k.steps(), k.attempts(), k.verified(), k.used()},
-		factorID, step, now.UnixMilli()).Int()
+		[]string{k.factors(), k.steps(), k.attempts(), k.verified(), k.used(), k.suspended(), k.epoch(), k.op(nonce)},
+		factorID, step, now.UnixMilli(), epoch).Int()
 	if err != nil {
 		return false, storeError("accept totp step", err)
 	}
@@ -234,6 +276,7 @@ func (s *Store) CreateEnrollment(ctx context.Context, e mfa.Enrollment) error {
 			"first_factor", flag(e.FirstFactor),
 			"needs_activation", flag(e.NeedsActivation),
 			"activated", flag(e.Activated),
+			"epoch", e.Epoch,
 		)
 		p.PExpire(ctx, k, keep)
 		return nil
@@ -257,19 +300,32 @@ func (s *Store) Enrollment(ctx context.Context, tokenHash string, now time.Time)
 	if err != nil {
 		return mfa.Enrollment{}, storeError("enrollment", err)
 	}
-	h, err := s.rdb.HGetAll(ctx, userKeys(userID).session(tokenHash)).Result()
-	if err != nil {
+	k := userKeys(userID)
+	var (
+		session *redis.MapStringStringCmd
+		current *redis.StringCmd
+	)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		session = p.HGetAll(ctx, k.session(tokenHash))
+		current = p.Get(ctx, k.epoch())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return mfa.Enrollment{}, storeError("enrollment", err)
 	}
+	h := session.Val()
 	if len(h) == 0 {
 		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", mfa.ErrNotFound)
 	}
 	created, err1 := strconv.ParseInt(h["created_ms"], 10, 64)
 	expires, err2 := strconv.ParseInt(h["expires_ms"], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	epoch, err3 := parseEpoch(h["epoch"])
+	userEpoch, err4 := parseEpoch(current.Val())
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: corrupt session: %w", err)
 	}
-	if now.UnixMilli() >= expires {
+	// A session of an earlier epoch was ended by a reset or a delete.
+	if now.UnixMilli() >= expires || epoch != userEpoch {
 		return mfa.Enrollment{}, fmt.Errorf("redisstore: enrollment: %w", mfa.ErrNotFound)
 	}
 	return mfa.Enrollment{
@@ -283,6 +339,7 @@ func (s *Store) Enrollment(ctx context.Context, tokenHash string, now time.Time)
 		FirstFactor:     h["first_factor"] == "1",
 		NeedsActivation: h["needs_activation"] == "1",
 		Activated:       h["activated"] == "1",
+		Epoch:           epoch,
 	}, nil
 }
 
@@ -309,41 +366,50 @@ func (s *Store) PutActivationCode(ctx context.Context, userID, codeHash string, 
 func (s *Store) ActivateEnrollment(ctx context.Context, tokenHash, userID, codeHash string, now time.Time) error {
 	k := userKeys(userID)
 	n, err := activateEnrollmentScript.Run(ctx, s.rdb,
-		[]string{k.session(tokenHash), k.activation()}, codeHash, now.UnixMilli()).Int()
+		[]string{k.session(tokenHash), k.activation(), k.epoch()}, codeHash, now.UnixMilli()).Int()
 	if err != nil {
 		return storeError("activate enrollment", err)
 	}
 	return status("activate enrollment", n)
 }
 
-// PutPendingFactor stores an unconfirmed factor.
+// PutPendingFactor stores an unconfirmed factor with the user's epoch, in
+// one script: a reset or a delete, which increments the epoch, ends it.
 func (s *Store) PutPendingFactor(ctx context.Context, userID string, f mfa.Factor, expiresAt time.Time) error {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return fmt.Errorf("redisstore: put pending factor: %w", err)
 	}
-	k := userKeys(userID).pending(f.ID)
+	k := userKeys(userID)
 	keep := keepFor(expiresAt, f.CreatedAt)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, "factor", b, "expires_ms", expiresAt.UnixMilli())
-		p.PExpire(ctx, k, keep)
-		return nil
-	})
+	err = putPendingFactorScript.Run(ctx, s.rdb, []string{k.pending(f.ID), k.epoch()},
+		b, expiresAt.UnixMilli(), keep.Milliseconds()).Err()
 	if err != nil {
 		return storeError("put pending factor", err)
 	}
 	return nil
 }
 
-// PendingFactor returns an unconfirmed factor.
+// PendingFactor returns an unconfirmed factor of the user's epoch.
 func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now time.Time) (mfa.Factor, error) {
-	v, err := s.rdb.HMGet(ctx, userKeys(userID).pending(factorID), "factor", "expires_ms").Result()
-	if err != nil {
+	k := userKeys(userID)
+	var (
+		pending *redis.SliceCmd
+		current *redis.StringCmd
+	)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		pending = p.HMGet(ctx, k.pending(factorID), "factor", "expires_ms", "epoch")
+		current = p.Get(ctx, k.epoch())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return mfa.Factor{}, storeError("pending factor", err)
 	}
+	v := pending.Val()
 	js, ok1 := v[0].(string)
 	exp, ok2 := v[1].(string)
-	if !ok1 || !ok2 {
+	epoch, _ := v[2].(string)
+	if !ok1 || !ok2 || cmp.Or(epoch, "0") != cmp.Or(current.Val(), "0") {
 		return mfa.Factor{}, fmt.Errorf("redisstore: pending factor: %w", mfa.ErrNotFound)
 	}
 	expires, err := strconv.ParseInt(exp, 10, 64)
@@ -389,76 +455,121 @@ const maxRecoveryCodes = 1000
 // closed. The index therefore says which IDs are taken, not who owns a
 // credential: that is the user's factors.
 func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
-	if c.Step < 0 || c.Step > maxStep {
-		return fmt.Errorf("redisstore: confirm factor: step %d out of range", c.Step)
+	if err := checkConfirmation(c); err != nil {
+		return fmt.Errorf("redisstore: confirm factor: %w", err)
 	}
-	if len(c.RecoveryHashes) > maxRecoveryCodes {
-		return fmt.Errorf("redisstore: confirm factor: %d recovery codes, at most %d", len(c.RecoveryHashes), maxRecoveryCodes)
+	factorID, args, err := confirmArgs(c)
+	if err != nil {
+		return fmt.Errorf("redisstore: confirm factor: %w", err)
 	}
-	factorID, factorJSON, wa := c.FactorID, "", ""
-	if f := c.Factor; f != nil {
-		if f.ID == "" {
-			return errors.New("redisstore: confirm factor: the factor has no ID")
-		}
-		if c.FactorID != "" && c.FactorID != f.ID {
-			return fmt.Errorf("redisstore: confirm factor: factor ID %q is not the factor's %q", c.FactorID, f.ID)
-		}
-		if (f.Kind == mfa.KindWebAuthn) != (f.WebAuthn != nil) {
-			return fmt.Errorf("redisstore: confirm factor: %s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
-		}
-		if f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0 {
-			return fmt.Errorf("redisstore: confirm factor: factor %s has an empty credential ID", f.ID)
-		}
-		b, err := json.Marshal(f)
-		if err != nil {
-			return fmt.Errorf("redisstore: confirm factor: %w", err)
-		}
-		factorID, factorJSON = f.ID, string(b)
-		if w := f.WebAuthn; w != nil {
-			wa = webauthnState(w.SignCount, w.BackupState, w.UserVerified)
-		}
+	cred, err := s.reserveCredential(ctx, c)
+	if err != nil {
+		return err
 	}
+	return s.confirm(ctx, c, factorID, args, cred, newNonce())
+}
 
-	var cred string
-	if c.Factor != nil && c.Factor.WebAuthn != nil {
-		cred = credentialIndex(c.Factor.WebAuthn.CredentialID)
-		ok, err := s.rdb.SetNX(ctx, cred, c.UserID, 0).Result()
-		if err != nil {
-			return storeError("confirm factor: reserve credential", err)
-		}
-		if !ok {
-			return fmt.Errorf("redisstore: confirm factor: %w", mfa.ErrDuplicate)
-		}
-	}
-
+// confirm runs the script of ConfirmFactor, the call named by nonce (see
+// opKey), and releases the credential ID cred if it refuses.
+func (s *Store) confirm(ctx context.Context, c mfa.Confirmation, factorID string, args []any, cred, nonce string) error {
 	k := userKeys(c.UserID)
-	args := make([]any, 0, 6+len(c.RecoveryHashes))
-	args = append(args, factorID, c.Step, c.Now.UnixMilli(), flag(c.FirstFactor), factorJSON, wa)
-	for _, h := range c.RecoveryHashes {
-		args = append(args, h)
-	}
 	n, err := confirmFactorScript.Run(ctx, s.rdb,
-		[]string{k.session(c.TokenHash), k.pending(factorID), k.factors(), k.steps(), k.webauthn(), k.recovery()},
+		[]string{k.session(c.TokenHash), k.pending(factorID), k.factors(), k.steps(), k.webauthn(), k.recovery(), k.epoch(), k.op(nonce)},
 		args...).Int()
 	if err != nil {
 		// The outcome is unknown: keep any reservation (see above).
 		return storeError("confirm factor", err)
 	}
 	if err := status("confirm factor", n); err != nil {
-		if cred != "" {
-			// The script changed nothing: give the credential ID back. Not
-			// with ctx, which may end just now; a failure only keeps the ID
-			// reserved.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-			defer cancel()
-			if rerr := releaseCredentialScript.Run(rctx, s.rdb, []string{cred}, c.UserID).Err(); rerr != nil {
-				return errors.Join(err, storeError("confirm factor: release credential", rerr))
-			}
+		// The script changed nothing: give the credential ID back.
+		if rerr := s.releaseCredential(ctx, cred, c.UserID); rerr != nil {
+			return errors.Join(err, rerr)
 		}
 		return err
 	}
 	// Best effort: an index without its session finds nothing, and expires.
 	s.rdb.Del(ctx, sessionIndex(c.TokenHash))
+	return nil
+}
+
+// checkConfirmation refuses the confirmations that mfa.Store.ConfirmFactor
+// does not allow, except a pending WebAuthn factor, which only the script
+// sees.
+func checkConfirmation(c mfa.Confirmation) error {
+	if c.Step < 0 || c.Step > maxStep {
+		return fmt.Errorf("step %d out of range", c.Step)
+	}
+	if len(c.RecoveryHashes) > maxRecoveryCodes {
+		return fmt.Errorf("%d recovery codes, at most %d", len(c.RecoveryHashes), maxRecoveryCodes)
+	}
+	f := c.Factor
+	switch {
+	case f == nil:
+		return nil
+	case f.ID == "":
+		return errors.New("the factor has no ID")
+	case c.FactorID != "" && c.FactorID != f.ID:
+		return fmt.Errorf("factor ID %q is not the factor's %q", c.FactorID, f.ID)
+	case (f.Kind == mfa.KindWebAuthn) != (f.WebAuthn != nil):
+		return fmt.Errorf("%s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
+	case f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0:
+		return fmt.Errorf("factor %s has an empty credential ID", f.ID)
+	}
+	return nil
+}
+
+// confirmArgs returns the ID of the factor that c confirms and the ARGV of
+// confirmFactorScript for c, which checkConfirmation accepted.
+func confirmArgs(c mfa.Confirmation) (factorID string, args []any, err error) {
+	factorID, factorJSON, wa := c.FactorID, "", ""
+	if f := c.Factor; f != nil {
+		b, err := json.Marshal(f)
+		if err != nil {
+			return "", nil, err
+		}
+		factorID, factorJSON = f.ID, string(b)
+		if w := f.WebAuthn; w != nil {
+			wa = webauthnState(w.SignCount, w.BackupState, w.UserVerified)
+		}
+	}
+	args = make([]any, 0, 6+len(c.RecoveryHashes))
+	args = append(args, factorID, c.Step, c.Now.UnixMilli(), flag(c.FirstFactor), factorJSON, wa)
+	for _, h := range c.RecoveryHashes {
+		args = append(args, h)
+	}
+	return factorID, args, nil
+}
+
+// reserveCredential reserves the credential ID of c.Factor for c.UserID, if
+// it is a WebAuthn credential, and returns the key of the reservation ("" if
+// none). It fails with mfa.ErrDuplicate if the ID is taken.
+func (s *Store) reserveCredential(ctx context.Context, c mfa.Confirmation) (cred string, err error) {
+	if c.Factor == nil || c.Factor.WebAuthn == nil {
+		return "", nil
+	}
+	cred = credentialIndex(c.Factor.WebAuthn.CredentialID)
+	ok, err := s.rdb.SetNX(ctx, cred, c.UserID, 0).Result()
+	if err != nil {
+		return "", storeError("confirm factor: reserve credential", err)
+	}
+	if !ok {
+		return "", fmt.Errorf("redisstore: confirm factor: %w", mfa.ErrDuplicate)
+	}
+	return cred, nil
+}
+
+// releaseCredential deletes the reservation cred ("" for none) that
+// reserveCredential made for userID, if it still holds userID. Not with
+// ctx, which may end just now; a failure only keeps the ID reserved.
+func (s *Store) releaseCredential(ctx context.Context, cred, userID string) error {
+	if cred == "" {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := releaseCredentialScript.Run(rctx, s.rdb, []string{cred}, userID).Err(); err != nil {
+		return storeError("confirm factor: release credential", err)
+	}
 	return nil
 }
 
@@ -507,16 +618,30 @@ func (s *Store) TakeChallenge(ctx context.Context, id string, now time.Time) (mf
 	return c.Challenge, nil
 }
 
-// AcceptAssertion records a WebAuthn assertion, in one script.
-func (s *Store) AcceptAssertion(ctx context.Context, userID, factorID string, use mfa.AssertionUse, now time.Time) (bool, error) {
+// AcceptAssertion records a WebAuthn assertion, or suspends a cloned
+// credential, in one script.
+func (s *Store) AcceptAssertion(ctx context.Context, userID, factorID string, use mfa.AssertionUse, epoch uint64, now time.Time) (mfa.AssertionOutcome, error) {
+	return s.acceptAssertion(ctx, userID, factorID, use, epoch, now, newNonce())
+}
+
+// acceptAssertion is AcceptAssertion, the call named by nonce (see opKey).
+func (s *Store) acceptAssertion(ctx context.Context, userID, factorID string, use mfa.AssertionUse, epoch uint64, now time.Time, nonce string) (mfa.AssertionOutcome, error) {
 	k := userKeys(userID)
 	n, err := acceptAssertionScript.Run(ctx, s.rdb,
-		[]string{k.factors(), k.webauthn(), k.attempts(), k.verified(), k.used()},
-		factorID, use.SignCount, flag(use.BackupState), flag(use.UserVerified), now.UnixMilli()).Int()
+		[]string{k.factors(), k.webauthn(), k.attempts(), k.verified(), k.used(), k.suspended(), k.epoch(), k.op(nonce)},
+		factorID, use.SignCount, flag(use.BackupState), flag(use.UserVerified), now.UnixMilli(), epoch).Text()
 	if err != nil {
-		return false, storeError("accept assertion", err)
+		return mfa.AssertionRefused, storeError("accept assertion", err)
 	}
-	return n == 1, nil
+	switch n {
+	case assertionAccepted:
+		return mfa.AssertionAccepted, nil
+	case assertionCloned:
+		return mfa.AssertionCloned, nil
+	case assertionRefused:
+		return mfa.AssertionRefused, nil
+	}
+	return mfa.AssertionRefused, fmt.Errorf("redisstore: accept assertion: unexpected script result %q", n)
 }
 
 // ConsumeRecoveryCode removes a recovery code, in one script.
@@ -547,7 +672,7 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID stri
 		args = append(args, h)
 	}
 	n, err := replaceRecoveryCodesScript.Run(ctx, s.rdb,
-		[]string{k.session(tokenHash), k.factors(), k.recovery()}, args...).Int()
+		[]string{k.session(tokenHash), k.factors(), k.recovery(), k.epoch()}, args...).Int()
 	if err != nil {
 		return storeError("replace recovery codes", err)
 	}
@@ -602,9 +727,9 @@ func status(op string, n int) error {
 }
 
 // decodeFactors decodes the hash of confirmed factors, sets their last use
-// from the hash used and their WebAuthn state from the hash wa, and sorts
-// them oldest first.
-func decodeFactors(factors, used, wa map[string]string) ([]mfa.Factor, error) {
+// from the hash used, their WebAuthn state from the hash wa and their
+// suspension from the hash susp, and sorts them oldest first.
+func decodeFactors(factors, used, wa, susp map[string]string) ([]mfa.Factor, error) {
 	fs := make([]mfa.Factor, 0, len(factors))
 	for id, js := range factors {
 		var f mfa.Factor
@@ -622,6 +747,13 @@ func decodeFactors(factors, used, wa map[string]string) ([]mfa.Factor, error) {
 			if err := parseWebAuthnState(v, f.WebAuthn); err != nil {
 				return nil, fmt.Errorf("factor %s: %w", id, err)
 			}
+		}
+		if v, ok := susp[id]; ok {
+			ms, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("factor %s: suspension: %w", id, err)
+			}
+			f.SuspendedAt = time.UnixMilli(ms).UTC()
 		}
 		fs = append(fs, f)
 	}

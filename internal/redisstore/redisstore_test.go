@@ -103,7 +103,7 @@ func TestConcurrentAcrossClients(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
-			ok, err := stores[i%2].AcceptTOTPStep(ctx, "alice", f.ID, 11, now)
+			ok, err := stores[i%2].AcceptTOTPStep(ctx, "alice", f.ID, 11, 0, now)
 			if err != nil {
 				t.Error(err)
 			}
@@ -133,4 +133,15 @@ func TestConcurrentAcrossClients(t *testing.T) {
 	if got := evaluated.Load(); got != int32(lim.MaxFailures) {
 		t.Fatalf("50 attempts through two clients: %d evaluated, want %d", got, lim.MaxFailures)
 	}
+}
+
+// TestTamper runs storetest.RunTamper with TamperEvent and RemoveEvent.
+func TestTamper(t *testing.T) {
+	storetest.RunTamper(t, fresh(redistest.Client(t, redistest.Start(t))),
+		func(ctx context.Context, s mfa.Store, userID string, seq uint64, edit func(*mfa.Event)) error {
+			if edit == nil {
+				return redisstore.RemoveEvent(ctx, s.(*redisstore.Store), userID, seq)
+			}
+			return redisstore.TamperEvent(ctx, s.(*redisstore.Store), userID, seq, edit)
+		})
 }

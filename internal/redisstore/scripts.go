@@ -12,18 +12,32 @@ const (
 	statusUnsupported = 4
 )
 
+// The outcomes of acceptAssertionScript, strings in its replies.
+const (
+	assertionRefused  = "0"
+	assertionAccepted = "1"
+	assertionCloned   = "2"
+)
+
+// opKeepMS is how long, in ms, a script keeps what a call did under the
+// call's op key, for a client retry of the call to find (see opKey).
+const opKeepMS = "60000"
+
 // Every script takes only keys of one user (hash tag {u:<id>}), so that it
 // runs on Redis Cluster, and takes times as unix milliseconds of the
 // caller's clock: the Redis server's clock decides nothing.
 
-// startAttemptScript counts one attempt and returns the user's factors.
+// startAttemptScript counts one attempt and returns the user's factors and
+// epoch.
 //
-// KEYS: att, f, used, wa. ARGV: now, max failures, failure TTL, then the lock
-// lengths lim.Backoff(0), lim.Backoff(1), ... up to the first that reaches
-// the maximum (all in ms). Returns {1, locked until} when locked, else
-// {0, HGETALL f, HGETALL used, HGETALL wa}.
+// KEYS: att, f, used, wa, susp, epoch. ARGV: now, max failures, failure
+// TTL, then the lock lengths lim.Backoff(0), lim.Backoff(1), ... up to the
+// first that reaches the maximum (all in ms). Returns {1, locked until,
+// epoch} when locked, else {0, HGETALL f, HGETALL used, HGETALL wa, HGETALL
+// susp, epoch}.
 var startAttemptScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
+local epoch = redis.call('GET', KEYS[6]) or '0'
 local max_failures = tonumber(ARGV[2])
 local failure_ttl = tonumber(ARGV[3])
 local a = redis.call('HMGET', KEYS[1], 'failures', 'locked_until_ms', 'lockouts', 'last_ms')
@@ -32,7 +46,7 @@ local locked_until = tonumber(a[2]) or 0
 local lockouts = tonumber(a[3]) or 0
 local last = tonumber(a[4])
 if now < locked_until then
-  return {1, a[2]}
+  return {1, a[2], epoch}
 end
 locked_until = 0
 if last ~= nil and now - last >= failure_ttl then
@@ -54,17 +68,24 @@ redis.call('HSET', KEYS[1],
   'lockouts', lockouts,
   'last_ms', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], string.format('%.0f', keep))
-return {0, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
+return {0, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
+  redis.call('HGETALL', KEYS[5]), epoch}
 `)
 
 // acceptTOTPStepScript advances a factor's last accepted step.
 //
-// KEYS: f, step, att, v, used. ARGV: factor ID, step, now (ms). Returns 1 if
-// accepted, 0 (nothing changed) if the step is not later, the factor is gone
-// or it is no TOTP factor: every TOTP factor has a step from its
-// confirmation, and no other factor has one.
+// KEYS: f, step, att, v, used, susp, epoch, op. ARGV: factor ID, step, now
+// (ms), epoch. Returns 1 if accepted, 0 (nothing changed) if the step is not
+// later, the factor is gone, suspended or no TOTP factor (every TOTP factor
+// has a step from its confirmation, and no other factor has one), or the
+// epoch is not the user's. Run again for the same call (op), it returns
+// what the first run did (see opKey).
 var acceptTOTPStepScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  return 1
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 or redis.call('HEXISTS', KEYS[6], ARGV[1]) == 1 or
+    (redis.call('GET', KEYS[7]) or '0') ~= ARGV[4] then
   return 0
 end
 local last = redis.call('HGET', KEYS[2], ARGV[1])
@@ -75,19 +96,20 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[3])
 redis.call('SET', KEYS[4], ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
+redis.call('SET', KEYS[8], '1', 'PX', ` + opKeepMS + `)
 return 1
 `)
 
 // activateEnrollmentScript consumes an activation code to activate a session.
 //
-// KEYS: session, act. ARGV: code hash, now (ms). The hashes are compared with
-// Lua's ==, not in constant time: they are SHA-256 hashes of random codes,
-// and timing that leaks a prefix of the stored hash does not help to find a
-// code that hashes to it.
+// KEYS: session, act, epoch. ARGV: code hash, now (ms). The hashes are
+// compared with Lua's ==, not in constant time: they are SHA-256 hashes of
+// random codes, and timing that leaks a prefix of the stored hash does not
+// help to find a code that hashes to it.
 var activateEnrollmentScript = redis.NewScript(`
 local now = tonumber(ARGV[2])
-local exp = redis.call('HGET', KEYS[1], 'expires_ms')
-if not exp or now >= tonumber(exp) then
+local s = redis.call('HMGET', KEYS[1], 'expires_ms', 'epoch')
+if not s[1] or now >= tonumber(s[1]) or (s[2] or '0') ~= (redis.call('GET', KEYS[3]) or '0') then
   return 1
 end
 local c = redis.call('HMGET', KEYS[2], 'hash', 'expires_ms')
@@ -102,16 +124,24 @@ return 0
 // confirmFactorScript confirms a factor, deletes its enrolment session and,
 // if given recovery code hashes, replaces the user's recovery codes.
 //
-// KEYS: session, pending, f, step, wa, rc. ARGV: factor ID, step, now (ms),
-// first factor ("1" or "0"), the factor's JSON ("" to confirm the pending
-// factor), its WebAuthn state "count|bs|uv" ("" if none), then the recovery
-// code hashes, if any. A pending factor that is a WebAuthn credential is
-// refused (statusUnsupported): its credential ID was not reserved (see
-// ConfirmFactor), so confirming it could break the uniqueness of IDs.
+// KEYS: session, pending, f, step, wa, rc, epoch, op. ARGV: factor ID,
+// step, now (ms), first factor ("1" or "0"), the factor's JSON ("" to
+// confirm the pending factor), its WebAuthn state "count|bs|uv" ("" if
+// none), then the recovery code hashes, if any. A session or a pending
+// factor of an earlier epoch is not found. A pending factor that is a
+// WebAuthn credential is refused (statusUnsupported): its credential ID was
+// not reserved (see ConfirmFactor), so confirming it could break the
+// uniqueness of IDs. Run again for the same call (op), it returns statusOK
+// and changes nothing: a retry must not see the session gone and release
+// the credential ID it just registered.
 var confirmFactorScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  return 0
+end
 local now = tonumber(ARGV[3])
-local s = redis.call('HMGET', KEYS[1], 'expires_ms', 'needs_activation', 'activated', 'first_factor')
-if not s[1] or now >= tonumber(s[1]) then
+local epoch = redis.call('GET', KEYS[7]) or '0'
+local s = redis.call('HMGET', KEYS[1], 'expires_ms', 'needs_activation', 'activated', 'first_factor', 'epoch')
+if not s[1] or now >= tonumber(s[1]) or (s[5] or '0') ~= epoch then
   return 1
 end
 if s[2] == '1' and s[3] ~= '1' then
@@ -119,8 +149,8 @@ if s[2] == '1' and s[3] ~= '1' then
 end
 local js = ARGV[5]
 if js == '' then
-  local p = redis.call('HMGET', KEYS[2], 'factor', 'expires_ms')
-  if not p[1] or not p[2] or now >= tonumber(p[2]) then
+  local p = redis.call('HMGET', KEYS[2], 'factor', 'expires_ms', 'epoch')
+  if not p[1] or not p[2] or now >= tonumber(p[2]) or (p[3] or '0') ~= epoch then
     return 1
   end
   js = p[1]
@@ -144,6 +174,7 @@ if #ARGV > 6 then
   redis.call('SADD', KEYS[6], unpack(ARGV, 7))
 end
 redis.call('DEL', KEYS[2], KEYS[1])
+redis.call('SET', KEYS[8], '0', 'PX', ` + opKeepMS + `)
 return 0
 `)
 
@@ -159,31 +190,47 @@ return 0
 `)
 
 // acceptAssertionScript records a verified WebAuthn assertion if its sign
-// count grew (or both counts are zero: an authenticator without a counter).
+// count grew (or both counts are zero: an authenticator without a counter),
+// and suspends the credential if not.
 //
-// KEYS: f, wa, att, v, used. ARGV: factor ID, sign count, backup state,
-// user verified ("1" or "0"), now (ms). Returns 1 if accepted, 0 (nothing
-// changed) if the count did not grow or the factor is gone or is not a
-// WebAuthn credential (it has no entry in wa). Sign counts are 32-bit, exact
-// as Lua numbers.
+// KEYS: f, wa, att, v, used, susp, epoch, op. ARGV: factor ID, sign count,
+// backup state, user verified ("1" or "0"), now (ms), epoch. Returns
+// assertionAccepted; assertionRefused (nothing changed) if the factor is
+// gone, is not a WebAuthn credential (it has no entry in wa), is suspended
+// or the epoch is not the user's; assertionCloned if the count did not
+// grow, having suspended the credential at now. Run again for the same call
+// (op), it returns what the first run did (see opKey): a retry must not
+// take its own count for a clone's. Sign counts are 32-bit, exact as Lua
+// numbers.
 var acceptAssertionScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
-  return 0
+local done = redis.call('GET', KEYS[8])
+if done then
+  return done
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 or redis.call('HEXISTS', KEYS[6], ARGV[1]) == 1 or
+    (redis.call('GET', KEYS[7]) or '0') ~= ARGV[6] then
+  return '` + assertionRefused + `'
 end
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if not cur then
-  return 0
+  return '` + assertionRefused + `'
 end
 local stored = tonumber(string.match(cur, '^(%d+)|'))
 local count = tonumber(ARGV[2])
-if not stored or not (count > stored or (count == 0 and stored == 0)) then
-  return 0
+if not stored then
+  return '` + assertionRefused + `'
+end
+if not (count > stored or (count == 0 and stored == 0)) then
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[5])
+  redis.call('SET', KEYS[8], '` + assertionCloned + `', 'PX', ` + opKeepMS + `)
+  return '` + assertionCloned + `'
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4])
 redis.call('DEL', KEYS[3])
 redis.call('SET', KEYS[4], ARGV[5])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[5])
-return 1
+redis.call('SET', KEYS[8], '` + assertionAccepted + `', 'PX', ` + opKeepMS + `)
+return '` + assertionAccepted + `'
 `)
 
 // consumeRecoveryCodeScript removes a recovery code; if there was one, it
@@ -203,11 +250,12 @@ return {ok, redis.call('SCARD', KEYS[1])}
 // replaceRecoveryCodesScript replaces the recovery codes and deletes the
 // enrolment session that authorised it.
 //
-// KEYS: session, f, rc. ARGV: user ID, now (ms), then the new code hashes.
+// KEYS: session, f, rc, epoch. ARGV: user ID, now (ms), then the new code
+// hashes.
 var replaceRecoveryCodesScript = redis.NewScript(`
 local now = tonumber(ARGV[2])
-local s = redis.call('HMGET', KEYS[1], 'expires_ms', 'user_id', 'needs_activation', 'activated', 'first_factor')
-if not s[1] or now >= tonumber(s[1]) or s[2] ~= ARGV[1] then
+local s = redis.call('HMGET', KEYS[1], 'expires_ms', 'user_id', 'needs_activation', 'activated', 'first_factor', 'epoch')
+if not s[1] or now >= tonumber(s[1]) or s[2] ~= ARGV[1] or (s[6] or '0') ~= (redis.call('GET', KEYS[4]) or '0') then
   return 1
 end
 if (s[3] == '1' and s[4] ~= '1') or s[5] == '1' or redis.call('HLEN', KEYS[2]) == 0 then
@@ -219,4 +267,100 @@ if #ARGV > 2 then
 end
 redis.call('DEL', KEYS[1])
 return 0
+`)
+
+// putPendingFactorScript stores a pending factor with the user's epoch.
+//
+// KEYS: p, epoch. ARGV: the factor's JSON, expires (ms), how long Redis
+// keeps it (ms).
+var putPendingFactorScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'factor', ARGV[1], 'expires_ms', ARGV[2], 'epoch', redis.call('GET', KEYS[2]) or '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 0
+`)
+
+// resetUserScript removes a user's factors and their state, recovery codes,
+// activation code and attempts, and increments the epoch. Pending factors
+// and sessions are left to expire: the epoch ends them.
+//
+// KEYS: f, step, wa, used, susp, rc, act, att, epoch, op. Returns the JSON
+// of the factors removed, one a line ("" for none). Run again for the same
+// call (op), it returns what the first run did, and changes nothing.
+var resetUserScript = redis.NewScript(`
+local done = redis.call('GET', KEYS[10])
+if done then
+  return done
+end
+local removed = table.concat(redis.call('HVALS', KEYS[1]), '\n')
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+redis.call('INCR', KEYS[9])
+redis.call('SET', KEYS[10], removed, 'PX', ` + opKeepMS + `)
+return removed
+`)
+
+// deleteFactorScript removes one confirmed factor and its state, the
+// recovery codes with the last factor, and increments the epoch, which ends
+// the pending factors too.
+//
+// KEYS: f, step, wa, used, susp, rc, epoch, op. ARGV: factor ID. Returns the
+// factor's JSON, "" if the user has no such factor (nothing changed). Run
+// again for the same call (op), it returns what the first run did.
+var deleteFactorScript = redis.NewScript(`
+local done = redis.call('GET', KEYS[8])
+if done then
+  return done
+end
+local js = redis.call('HGET', KEYS[1], ARGV[1])
+if not js then
+  return ''
+end
+for i = 1, 5 do
+  redis.call('HDEL', KEYS[i], ARGV[1])
+end
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[6])
+end
+redis.call('INCR', KEYS[7])
+redis.call('SET', KEYS[8], js, 'PX', ` + opKeepMS + `)
+return js
+`)
+
+// suspendFactorScript sets or lifts a confirmed factor's suspension.
+//
+// KEYS: f, susp. ARGV: factor ID, the time of the suspension (ms), "" to
+// lift it. Returns statusOK, or statusNotFound if the user has no such
+// factor.
+var suspendFactorScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  return 1
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+else
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return 0
+`)
+
+// appendEventScript appends an event to a user's audit chain if the chain's
+// head is still the one the event was made after.
+//
+// KEYS: head, log, times. ARGV: the Seq of the head read ("0" for none),
+// the event's Seq, its JSON, its hash, its member in times. Returns 1 if
+// appended, or if the head is this very event (a client retry of the
+// script); 0 if another event came first, changing nothing.
+var appendEventScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'seq', 'hash')
+local seq = h[1] or '0'
+if seq == ARGV[2] and h[2] == ARGV[4] then
+  return 1
+end
+if seq ~= ARGV[1] then
+  return 0
+end
+redis.call('XADD', KEYS[2], ARGV[2] .. '-0', 'e', ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[5])
+redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])
+return 1
 `)

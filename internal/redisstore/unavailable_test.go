@@ -28,7 +28,7 @@ func calls(s *redisstore.Store, now time.Time) []struct {
 		{"User", func(ctx context.Context) error { _, err := s.User(ctx, "alice"); return err }},
 		{"StartAttempt", func(ctx context.Context) error { _, err := s.StartAttempt(ctx, "alice", now, lim); return err }},
 		{"AcceptTOTPStep", func(ctx context.Context) error {
-			_, err := s.AcceptTOTPStep(ctx, "alice", "00000000000000a1", 1, now)
+			_, err := s.AcceptTOTPStep(ctx, "alice", "00000000000000a1", 1, 0, now)
 			return err
 		}},
 		{"CreateEnrollment", func(ctx context.Context) error { return s.CreateEnrollment(ctx, e) }},
@@ -45,7 +45,7 @@ func calls(s *redisstore.Store, now time.Time) []struct {
 		}},
 		{"TakeChallenge", func(ctx context.Context) error { _, err := s.TakeChallenge(ctx, "ch", now); return err }},
 		{"AcceptAssertion", func(ctx context.Context) error {
-			_, err := s.AcceptAssertion(ctx, "alice", f.ID, mfa.AssertionUse{SignCount: 1}, now)
+			_, err := s.AcceptAssertion(ctx, "alice", f.ID, mfa.AssertionUse{SignCount: 1}, 0, now)
 			return err
 		}},
 		{"ConsumeRecoveryCode", func(ctx context.Context) error {
@@ -53,6 +53,21 @@ func calls(s *redisstore.Store, now time.Time) []struct {
 			return err
 		}},
 		{"ReplaceRecoveryCodes", func(ctx context.Context) error { return s.ReplaceRecoveryCodes(ctx, "h", "alice", []string{"r"}, now) }},
+		{"ResetUser", func(ctx context.Context) error { _, err := s.ResetUser(ctx, "alice", now); return err }},
+		{"DeleteFactor", func(ctx context.Context) error { return s.DeleteFactor(ctx, "alice", f.ID, now) }},
+		{"UnlockUser", func(ctx context.Context) error { return s.UnlockUser(ctx, "alice") }},
+		{"SuspendFactor", func(ctx context.Context) error { return s.SuspendFactor(ctx, "alice", f.ID, now) }},
+		{"AppendEvent", func(ctx context.Context) error {
+			_, err := s.AppendEvent(ctx, mfa.Event{UserID: "alice", Time: now, Action: mfa.ActionUserReset})
+			return err
+		}},
+		{"Events", func(ctx context.Context) error { _, _, err := s.Events(ctx, mfa.EventQuery{Limit: 10}); return err }},
+		{"Events of a user", func(ctx context.Context) error {
+			_, _, err := s.Events(ctx, mfa.EventQuery{UserID: "alice", Limit: 10})
+			return err
+		}},
+		{"Chain", func(ctx context.Context) error { _, err := s.Chain(ctx, "alice", 1, 10); return err }},
+		{"ChainUsers", func(ctx context.Context) error { _, err := s.ChainUsers(ctx, "", 10); return err }},
 	}
 }
 
@@ -79,7 +94,11 @@ func TestUnavailable(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"client closed", func(t *testing.T, _ *redistest.Server, rdb *redis.Client) { rdb.Close() }},
+		{"client closed", func(t *testing.T, _ *redistest.Server, rdb *redis.Client) {
+			if err := rdb.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := redistest.StartServer(t)
@@ -91,7 +110,12 @@ func TestUnavailable(t *testing.T) {
 				// in between, which makes a refused connection take seconds.
 				DialerRetries: 1,
 			})
-			t.Cleanup(func() { rdb.Close() })
+			t.Cleanup(func() {
+				// Closed already in "client closed".
+				if err := rdb.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+					t.Errorf("close client: %v", err)
+				}
+			})
 			s := redisstore.New(rdb)
 			// A connection in the pool, as in a running server.
 			if _, err := s.User(t.Context(), "alice"); err != nil {

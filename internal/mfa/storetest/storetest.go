@@ -67,6 +67,19 @@ func Run(t *testing.T, newStore NewStore) {
 		{"RecoveryCodesAreASet", testRecoveryCodesAreASet},
 		{"ReplaceRecoveryCodes", testReplaceRecoveryCodes},
 
+		{"Epoch", testEpoch},
+		{"ResetUser", testResetUser},
+		{"DeleteFactor", testDeleteFactor},
+		{"UnlockUser", testUnlockUser},
+		{"SuspendFactor", testSuspendFactor},
+		{"EpochEnds", testEpochEnds},
+
+		{"AppendEvent", testAppendEvent},
+		{"Events", testEvents},
+		{"EventsRefused", testEventsRefused},
+		{"Chain", testChain},
+		{"ChainUsers", testChainUsers},
+
 		{"ConcurrentAcceptTOTPStep", testConcurrentAccept},
 		{"ConcurrentStartAttempt", testConcurrentStartAttempt},
 		{"ConcurrentConfirmFactor", testConcurrentConfirm},
@@ -75,6 +88,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentAcceptAssertion", testConcurrentAcceptAssertion},
 		{"ConcurrentConsumeRecoveryCode", testConcurrentConsumeRecovery},
 		{"ConcurrentDuplicateCredential", testConcurrentDuplicateCredential},
+		{"ConcurrentReset", testConcurrentReset},
+		{"ConcurrentAppendEvent", testConcurrentAppendEvent},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -286,6 +301,8 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 	must(t, s.PutPendingFactor(ctx, "alice", pending, t0.Add(time.Hour)))
 	ch := mfa.Challenge{UserID: "alice", Session: []byte("{}")}
 	must(t, s.PutChallenge(ctx, "ch", ch, t0.Add(time.Hour)))
+	wantEvaluated(t, s, "alice", t0, 1, limits) // a failure for UnlockUser to forget
+	first := appendEvent(t, s, mfa.Event{UserID: "alice", Time: t0, Action: mfa.ActionFactorAdded})
 	before := getUser(t, s, "alice")
 
 	cancelled, cancel := context.WithCancel(ctx)
@@ -328,6 +345,17 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 		{"ReplaceRecoveryCodes", func(ctx context.Context) error {
 			return s.ReplaceRecoveryCodes(ctx, "more", "alice", []string{"n1"}, t0)
 		}},
+		{"ResetUser", func(ctx context.Context) error { _, err := s.ResetUser(ctx, "alice", t0); return err }},
+		{"DeleteFactor", func(ctx context.Context) error { return s.DeleteFactor(ctx, "alice", tf.ID, t0) }},
+		{"UnlockUser", func(ctx context.Context) error { return s.UnlockUser(ctx, "alice") }},
+		{"SuspendFactor", func(ctx context.Context) error { return s.SuspendFactor(ctx, "alice", wf.ID, t0) }},
+		{"AppendEvent", func(ctx context.Context) error {
+			_, err := s.AppendEvent(ctx, mfa.Event{UserID: "alice", Time: t0, Action: mfa.ActionUserReset})
+			return err
+		}},
+		{"Events", func(ctx context.Context) error { _, _, err := s.Events(ctx, mfa.EventQuery{Limit: 10}); return err }},
+		{"Chain", func(ctx context.Context) error { _, err := s.Chain(ctx, "alice", 1, 10); return err }},
+		{"ChainUsers", func(ctx context.Context) error { _, err := s.ChainUsers(ctx, "", 10); return err }},
 	} {
 		wantErr(t, c.name+" with a cancelled context", c.call(cancelled), context.Canceled)
 	}
@@ -336,7 +364,8 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 	if diff := cmp.Diff(before, getUser(t, s, "alice"), equateEmpty); diff != "" {
 		t.Fatalf("user after cancelled calls (-before +after):\n%s", diff)
 	}
-	wantEvaluated(t, s, "alice", t0, limits.MaxFailures, limits)
+	wantChain(t, s, "alice", first)
+	wantEvaluated(t, s, "alice", t0, limits.MaxFailures-1, limits)
 	wantLocked(t, s, "alice", t0, t0.Add(limits.BaseLockout), limits)
 	ok, err := s.AcceptTOTPStep(ctx, "alice", tf.ID, 101, 0, t0)
 	must(t, err)
