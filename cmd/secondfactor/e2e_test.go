@@ -12,6 +12,8 @@ import (
 
 	"github.com/secondfactor/secondfactor/internal/boltstore"
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/redisstore"
+	"github.com/secondfactor/secondfactor/internal/redistest"
 	"github.com/secondfactor/secondfactor/internal/secret"
 	"github.com/secondfactor/secondfactor/internal/server"
 	"github.com/secondfactor/secondfactor/internal/server/servertest"
@@ -107,22 +109,59 @@ func TestQuickstartAgainstRealServer(t *testing.T) {
 	}
 }
 
-// TestAdminAgainstRealServer walks the administrator's guide with the CLI
-// against the real server: a professional loses their phone, is locked
-// out, then reset; the trail shows it all, and audit verify passes until an
-// event is edited in the store, when it fails and names that event.
-func TestAdminAgainstRealServer(t *testing.T) {
-	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sf.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { // after the server's shutdown, registered later
-		if err := store.Close(); err != nil {
-			t.Error(err)
+// forger is a store open beside the server's, and a way to edit or remove
+// one of its stored audit events behind the service's back.
+type forger struct {
+	store  mfa.Store
+	edit   func(ctx context.Context, userID string, seq uint64, edit func(*mfa.Event)) error
+	remove func(ctx context.Context, userID string, seq uint64) error
+}
+
+// forgers open each kind of store for TestAdminAgainstRealServer.
+var forgers = map[string]func(t *testing.T) forger{
+	"bolt": func(t *testing.T) forger {
+		s, err := boltstore.Open(filepath.Join(t.TempDir(), "sf.db"))
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
-	env := startReal(t, func() time.Time { return now }, server.WithStore(store))
+		t.Cleanup(func() { // after the server's shutdown, registered later
+			if err := s.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		return forger{
+			store: s,
+			edit: func(ctx context.Context, u string, seq uint64, e func(*mfa.Event)) error {
+				return boltstore.TamperEvent(ctx, s, u, seq, e)
+			},
+			remove: func(ctx context.Context, u string, seq uint64) error { return boltstore.RemoveEvent(ctx, s, u, seq) },
+		}
+	},
+	"redis": func(t *testing.T) forger {
+		s := redisstore.New(redistest.Client(t, redistest.Start(t)))
+		return forger{
+			store: s,
+			edit: func(ctx context.Context, u string, seq uint64, e func(*mfa.Event)) error {
+				return redisstore.TamperEvent(ctx, s, u, seq, e)
+			},
+			remove: func(ctx context.Context, u string, seq uint64) error { return redisstore.RemoveEvent(ctx, s, u, seq) },
+		}
+	},
+}
+
+// TestAdminAgainstRealServer walks the administrator's guide with the CLI
+// against the real server, on each store: a professional is locked out,
+// then reset; the trail shows it all, and audit verify passes until an
+// event is edited or removed in the store, when it fails and names it.
+func TestAdminAgainstRealServer(t *testing.T) {
+	for _, kind := range []string{"bolt", "redis"} {
+		t.Run(kind, func(t *testing.T) { testAdmin(t, forgers[kind](t)) })
+	}
+}
+
+func testAdmin(t *testing.T, f forger) {
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	env := startReal(t, func() time.Time { return now }, server.WithStore(f.store))
 	run := func(wantCode int, args ...string) string {
 		t.Helper()
 		r := runCLI(t, env, "", args...)
@@ -178,7 +217,7 @@ func TestAdminAgainstRealServer(t *testing.T) {
 		t.Errorf("audit verify: %q", out)
 	}
 	// Someone with the store's file turns a rejected code into an accepted one.
-	err = boltstore.TamperEvent(context.Background(), store, "dr-martin", 5, func(e *mfa.Event) { e.Result = "accepted" })
+	err = f.edit(context.Background(), "dr-martin", 5, func(e *mfa.Event) { e.Result = "accepted" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +231,7 @@ func TestAdminAgainstRealServer(t *testing.T) {
 	for range 3 {
 		run(0, "activation", "issue", "dr-b", "-reason", "identity checked by phone")
 	}
-	if err := boltstore.RemoveEvent(context.Background(), store, "dr-b", 2); err != nil {
+	if err := f.remove(context.Background(), "dr-b", 2); err != nil {
 		t.Fatal(err)
 	}
 	if out = run(1, "audit", "verify", "dr-b"); !strings.HasPrefix(out, "BROKEN: event dr-b/3: ") {
