@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,9 +98,10 @@ type Server struct {
 // New validates cfg and builds the server it describes: it creates the data
 // folder, loads the sealing keys (generating a key file for a loopback-only
 // embedded run that has none), parses the callers, opens the store (pinging
-// Redis), and builds the relying party, the flows, the gRPC server with its TLS and
-// client CAs, and the HTTP handler. Nothing listens until Serve. On error, whatever New opened
-// is closed.
+// Redis, and pointing the Redis client's process-wide logger at log), and
+// builds the relying party, the flows, the gRPC server with its TLS and
+// client CAs, and the HTTP handler. Nothing listens until Serve. On error,
+// whatever New opened is closed.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	var o options
 	for _, opt := range opts {
@@ -336,7 +338,22 @@ func parseCallers(tokens, certs []string, extra grpcapi.Callers) (grpcapi.Caller
 	return callers, nil
 }
 
-// openStore opens the store cfg names and keeps how to close it.
+// redisLogger writes what the Redis client logs on its own (a pool that
+// cannot dial, a connection dropped) as warnings through slog, where the
+// default would print plain text to stderr.
+type redisLogger struct{ log *slog.Logger }
+
+// Printf logs one line of the Redis client.
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	msg := strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")
+	l.log.LogAttrs(ctx, slog.LevelWarn, "redis client", slog.String("detail", msg))
+}
+
+// openStore opens the store cfg names and keeps how to close it. For Redis
+// it sends the client's own log lines to the server's logger: go-redis has
+// one logger per process (redis.SetLogger), so every Redis client of the
+// process, whichever server opened it, logs to the logger of the last
+// server that opened Redis.
 func (s *Server) openStore(ctx context.Context, cfg config.Config) (mfa.Store, error) {
 	if cfg.Store == "bolt" {
 		b, err := boltstore.Open(cfg.Path("secondfactor.db"))
@@ -356,6 +373,7 @@ func (s *Server) openStore(ctx context.Context, cfg config.Config) (mfa.Store, e
 	if cfg.RedisTLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	redis.SetLogger(redisLogger{s.log})
 	rdb := redis.NewUniversalClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
