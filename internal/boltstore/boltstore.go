@@ -20,6 +20,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
 	"github.com/secondfactor/secondfactor/internal/secret"
@@ -44,7 +45,7 @@ var _ mfa.Store = (*Store)(nil)
 // process holds the file.
 func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("boltstore: %s is in use by another process", path)
 	}
 	if err != nil {
@@ -59,8 +60,7 @@ func Open(path string) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("boltstore: create buckets: %w", err)
+		return nil, errors.Join(fmt.Errorf("boltstore: create buckets: %w", err), db.Close())
 	}
 	return &Store{db: db, w: newCommitter(db)}, nil
 }
@@ -97,6 +97,31 @@ type activationRec struct {
 
 func (u *userRec) factor(id string) int {
 	return slices.IndexFunc(u.Factors, func(f mfa.Factor) bool { return f.ID == id })
+}
+
+// pending returns the user's pending factor id, if it has not expired at now.
+func (u *userRec) pending(id string, now time.Time) (mfa.Factor, bool) {
+	p, ok := u.Pending[id]
+	if !ok || !now.Before(p.ExpiresAt) {
+		return mfa.Factor{}, false
+	}
+	return p.Factor, true
+}
+
+// dropExpired deletes the pending factors and the activation code that have
+// expired at now, and reports whether it deleted any.
+func (u *userRec) dropExpired(now time.Time) (changed bool) {
+	for id, p := range u.Pending {
+		if !now.Before(p.ExpiresAt) {
+			delete(u.Pending, id)
+			changed = true
+		}
+	}
+	if u.Activation != nil && !now.Before(u.Activation.ExpiresAt) {
+		u.Activation = nil
+		changed = true
+	}
+	return changed
 }
 
 // succeeded records a verification at now: failures and lock are reset.
@@ -333,6 +358,16 @@ func getEnrollment(tx *bolt.Tx, tokenHash string, now time.Time) (mfa.Enrollment
 	return e, nil
 }
 
+// userEnrollment is getEnrollment for the session of one user: another
+// user's session is mfa.ErrNotFound too.
+func userEnrollment(tx *bolt.Tx, tokenHash, userID string, now time.Time) (mfa.Enrollment, error) {
+	e, err := getEnrollment(tx, tokenHash, now)
+	if err == nil && e.UserID != userID {
+		return mfa.Enrollment{}, mfa.ErrNotFound
+	}
+	return e, err
+}
+
 // Enrollment implements mfa.Store.
 func (s *Store) Enrollment(ctx context.Context, tokenHash string, now time.Time) (mfa.Enrollment, error) {
 	var e mfa.Enrollment
@@ -362,8 +397,8 @@ func (s *Store) ActivateEnrollment(ctx context.Context, tokenHash, userID, codeH
 	var result error
 	err := s.update(ctx, "activate enrollment", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
 		result = nil
-		e, err := getEnrollment(tx, tokenHash, now)
-		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != userID {
+		e, err := userEnrollment(tx, tokenHash, userID, now)
+		if errors.Is(err, mfa.ErrNotFound) {
 			result = mfa.ErrNotFound
 			return false, nil
 		}
@@ -408,11 +443,11 @@ func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now 
 		if err != nil {
 			return err
 		}
-		p, ok := u.Pending[factorID]
-		if !ok || !now.Before(p.ExpiresAt) {
+		p, ok := u.pending(factorID, now)
+		if !ok {
 			return mfa.ErrNotFound
 		}
-		f = p.Factor
+		f = p
 		return nil
 	})
 	if err != nil {
@@ -421,63 +456,22 @@ func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now 
 	return f, nil
 }
 
-// ConfirmFactor implements mfa.Store.
+// ConfirmFactor implements mfa.Store. Its checks and its changes are one
+// transaction: confirmable, then confirm.
 func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
 	if err := checkConfirmation(c); err != nil {
 		return fmt.Errorf("boltstore: confirm factor: %w", err)
 	}
+	// A refusal is returned through result, not as the batch function's
+	// error: an error makes the group commit roll back and rerun its group.
 	var result error
 	err := s.update(ctx, "confirm factor", c.UserID, func(tx *bolt.Tx, u *userRec) (bool, error) {
-		result = nil
-		creds := tx.Bucket(credentialsBucket)
-		if f := c.Factor; f != nil && f.WebAuthn != nil && creds.Get(f.WebAuthn.CredentialID) != nil {
-			result = mfa.ErrDuplicate
-			return false, nil
-		}
-		e, err := getEnrollment(tx, c.TokenHash, c.Now)
-		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != c.UserID {
-			result = fmt.Errorf("enrolment session: %w", mfa.ErrNotFound)
-			return false, nil
-		}
-		if err != nil {
+		f, refusal, err := confirmable(tx, u, c)
+		result = refusal
+		if err != nil || refusal != nil {
 			return false, err
 		}
-		f := c.Factor
-		if f == nil {
-			if p, ok := u.Pending[c.FactorID]; ok && c.Now.Before(p.ExpiresAt) {
-				f = &p.Factor
-			}
-		}
-		switch {
-		case !e.Usable():
-			result = fmt.Errorf("enrolment session not activated: %w", mfa.ErrConflict)
-		case f == nil:
-			result = fmt.Errorf("pending factor: %w", mfa.ErrNotFound)
-		case c.Factor == nil && (f.Kind == mfa.KindWebAuthn || f.WebAuthn != nil):
-			result = errPendingWebAuthn
-		case (c.FirstFactor || e.FirstFactor) && len(u.Factors) > 0:
-			result = fmt.Errorf("user already has a factor: %w", mfa.ErrConflict)
-		}
-		if result != nil {
-			return false, nil
-		}
-		delete(u.Pending, f.ID)
-		u.Factors = append(u.Factors, *f)
-		if f.Kind == mfa.KindTOTP {
-			if u.Steps == nil {
-				u.Steps = map[string]int64{}
-			}
-			u.Steps[f.ID] = c.Step
-		}
-		if f.WebAuthn != nil {
-			if err := creds.Put(f.WebAuthn.CredentialID, []byte(c.UserID)); err != nil {
-				return false, err
-			}
-		}
-		if len(c.RecoveryHashes) > 0 {
-			u.Recovery = recoverySet(c.RecoveryHashes)
-		}
-		return true, tx.Bucket(enrollmentsBucket).Delete([]byte(c.TokenHash))
+		return true, confirm(tx, u, c, f)
 	})
 	if err != nil {
 		return err
@@ -486,6 +480,72 @@ func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
 		return fmt.Errorf("boltstore: confirm factor: %w", result)
 	}
 	return nil
+}
+
+// confirmable checks in tx that c may confirm a factor of u, which is u's
+// record in tx, and returns the factor: c.Factor or the pending factor
+// c.FactorID. If c may not, it returns the refusal that
+// mfa.Store.ConfirmFactor documents; err is a failure of the transaction.
+func confirmable(tx *bolt.Tx, u *userRec, c mfa.Confirmation) (f *mfa.Factor, refusal, err error) {
+	if w := c.Factor; w != nil && w.WebAuthn != nil && tx.Bucket(credentialsBucket).Get(w.WebAuthn.CredentialID) != nil {
+		return nil, mfa.ErrDuplicate, nil
+	}
+	e, err := userEnrollment(tx, c.TokenHash, c.UserID, c.Now)
+	if errors.Is(err, mfa.ErrNotFound) {
+		return nil, fmt.Errorf("enrolment session: %w", mfa.ErrNotFound), nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	f = c.Factor
+	if f == nil {
+		if p, ok := u.pending(c.FactorID, c.Now); ok {
+			f = &p
+		}
+	}
+	if refusal := refuseConfirmation(c, e, u, f); refusal != nil {
+		return nil, refusal, nil
+	}
+	return f, nil, nil
+}
+
+// refuseConfirmation returns why c may not confirm f (nil if there is no
+// such factor) with session e for the user u, or nil if it may.
+func refuseConfirmation(c mfa.Confirmation, e mfa.Enrollment, u *userRec, f *mfa.Factor) error {
+	switch {
+	case !e.Usable():
+		return fmt.Errorf("enrolment session not activated: %w", mfa.ErrConflict)
+	case f == nil:
+		return fmt.Errorf("pending factor: %w", mfa.ErrNotFound)
+	case c.Factor == nil && (f.Kind == mfa.KindWebAuthn || f.WebAuthn != nil):
+		return errPendingWebAuthn
+	case (c.FirstFactor || e.FirstFactor) && len(u.Factors) > 0:
+		return fmt.Errorf("user already has a factor: %w", mfa.ErrConflict)
+	}
+	return nil
+}
+
+// confirm adds f, which confirmable returned, to u with its TOTP step and
+// its credential ID, replaces u's recovery codes if c gives any, and
+// deletes the enrolment session, all in tx.
+func confirm(tx *bolt.Tx, u *userRec, c mfa.Confirmation, f *mfa.Factor) error {
+	delete(u.Pending, f.ID)
+	u.Factors = append(u.Factors, *f)
+	if f.Kind == mfa.KindTOTP {
+		if u.Steps == nil {
+			u.Steps = map[string]int64{}
+		}
+		u.Steps[f.ID] = c.Step
+	}
+	if f.WebAuthn != nil {
+		if err := tx.Bucket(credentialsBucket).Put(f.WebAuthn.CredentialID, []byte(c.UserID)); err != nil {
+			return err
+		}
+	}
+	if len(c.RecoveryHashes) > 0 {
+		u.Recovery = recoverySet(c.RecoveryHashes)
+	}
+	return tx.Bucket(enrollmentsBucket).Delete([]byte(c.TokenHash))
 }
 
 type challengeRec struct {
@@ -577,8 +637,8 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID stri
 	var result error
 	err := s.update(ctx, "replace recovery codes", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
 		result = nil
-		e, err := getEnrollment(tx, tokenHash, now)
-		if errors.Is(err, mfa.ErrNotFound) || err == nil && e.UserID != userID {
+		e, err := userEnrollment(tx, tokenHash, userID, now)
+		if errors.Is(err, mfa.ErrNotFound) {
 			result = fmt.Errorf("enrolment session: %w", mfa.ErrNotFound)
 			return false, nil
 		}
@@ -604,66 +664,75 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID stri
 // already invisible to every other method.
 func (s *Store) Sweep(now time.Time, failureTTL time.Duration) (deleted int, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		deleted = 0
-		ec := tx.Bucket(enrollmentsBucket).Cursor()
-		for k, v := ec.First(); k != nil; k, v = ec.Next() {
+		sessions, err := sweepBucket(tx.Bucket(enrollmentsBucket), func(v []byte) bool {
 			var e mfa.Enrollment
-			if json.Unmarshal(v, &e) != nil || !now.Before(e.ExpiresAt) {
-				if err := ec.Delete(); err != nil {
-					return err
-				}
-				deleted++
-			}
+			return json.Unmarshal(v, &e) != nil || !now.Before(e.ExpiresAt)
+		})
+		if err != nil {
+			return err
 		}
-		cc := tx.Bucket(challengesBucket).Cursor()
-		for k, v := cc.First(); k != nil; k, v = cc.Next() {
+		challenges, err := sweepBucket(tx.Bucket(challengesBucket), func(v []byte) bool {
 			var c challengeRec
-			if json.Unmarshal(v, &c) != nil || !now.Before(c.ExpiresAt) {
-				if err := cc.Delete(); err != nil {
-					return err
-				}
-				deleted++
-			}
+			return json.Unmarshal(v, &c) != nil || !now.Before(c.ExpiresAt)
+		})
+		if err != nil {
+			return err
 		}
-		users := tx.Bucket(usersBucket)
-		uc := users.Cursor()
-		for k, v := uc.First(); k != nil; k, v = uc.Next() {
-			var u userRec
-			if err := json.Unmarshal(v, &u); err != nil {
-				return fmt.Errorf("user record %q: %w", k, err)
-			}
-			changed := false
-			for id, p := range u.Pending {
-				if !now.Before(p.ExpiresAt) {
-					delete(u.Pending, id)
-					changed = true
-				}
-			}
-			if u.Activation != nil && !now.Before(u.Activation.ExpiresAt) {
-				u.Activation = nil
-				changed = true
-			}
-			switch {
-			case u.empty(now, failureTTL):
-				if err := uc.Delete(); err != nil {
-					return err
-				}
-				deleted++
-			case changed:
-				b, err := json.Marshal(&u)
-				if err != nil {
-					return err
-				}
-				// Put during iteration is allowed for the current key.
-				if err := users.Put(k, b); err != nil {
-					return err
-				}
-			}
+		users, err := sweepUsers(tx.Bucket(usersBucket), now, failureTTL)
+		if err != nil {
+			return err
 		}
+		deleted = sessions + challenges + users
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("boltstore: sweep: %w", err)
+	}
+	return deleted, nil
+}
+
+// sweepBucket deletes the records of b whose value is expired, and returns
+// how many it deleted.
+func sweepBucket(b *bolt.Bucket, expired func(v []byte) bool) (deleted int, err error) {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if expired(v) {
+			if err := c.Delete(); err != nil {
+				return deleted, err
+			}
+			deleted++
+		}
+	}
+	return deleted, nil
+}
+
+// sweepUsers deletes from the user records of b the pending factors and
+// activation codes expired at now, and deletes the records left empty. It
+// returns how many records it deleted.
+func sweepUsers(b *bolt.Bucket, now time.Time, failureTTL time.Duration) (deleted int, err error) {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var u userRec
+		if err := json.Unmarshal(v, &u); err != nil {
+			return deleted, fmt.Errorf("user record %q: %w", k, err)
+		}
+		changed := u.dropExpired(now)
+		switch {
+		case u.empty(now, failureTTL):
+			if err := c.Delete(); err != nil {
+				return deleted, err
+			}
+			deleted++
+		case changed:
+			rec, err := json.Marshal(&u)
+			if err != nil {
+				return deleted, err
+			}
+			// Put during iteration is allowed for the current key.
+			if err := b.Put(k, rec); err != nil {
+				return deleted, err
+			}
+		}
 	}
 	return deleted, nil
 }

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/secondfactor/secondfactor/internal/mfa"
 	"github.com/secondfactor/secondfactor/internal/mfa/storetest"
 )
@@ -14,7 +17,11 @@ func newStore(t *testing.T) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
 	return s
 }
 
@@ -28,7 +35,11 @@ func TestOpenTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	}()
 	if _, err := Open(path); err == nil {
 		t.Fatal("a second Open of a file in use succeeded")
 	}
@@ -68,5 +79,38 @@ func TestSweep(t *testing.T) {
 		if n != c.want {
 			t.Fatalf("Sweep at t0+%v: deleted %d records, want %d", c.now.Sub(t0), n, c.want)
 		}
+	}
+}
+
+// TestSweepKeepsUser checks that Sweep drops what expired from a user
+// record that it keeps, and only that.
+func TestSweepKeepsUser(t *testing.T) {
+	ctx := t.Context()
+	s := newStore(t)
+	t0 := time.UnixMilli(1_790_000_000_000).UTC()
+	f := mfa.Factor{ID: "00000000000000a1", Kind: mfa.KindTOTP, CreatedAt: t0}
+	if err := s.PutPendingFactor(ctx, "alice", f, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutActivationCode(ctx, "alice", "c", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Sweep(t0.Add(time.Minute), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("Sweep: deleted %d records, want 0", n)
+	}
+	var got *userRec
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		got, err = getUser(tx, "alice")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := &userRec{Activation: &activationRec{Hash: "c", ExpiresAt: t0.Add(time.Hour)}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("alice's record after Sweep (-want +got):\n%s", diff)
 	}
 }

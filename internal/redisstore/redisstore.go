@@ -389,54 +389,18 @@ const maxRecoveryCodes = 1000
 // closed. The index therefore says which IDs are taken, not who owns a
 // credential: that is the user's factors.
 func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
-	if c.Step < 0 || c.Step > maxStep {
-		return fmt.Errorf("redisstore: confirm factor: step %d out of range", c.Step)
+	if err := checkConfirmation(c); err != nil {
+		return fmt.Errorf("redisstore: confirm factor: %w", err)
 	}
-	if len(c.RecoveryHashes) > maxRecoveryCodes {
-		return fmt.Errorf("redisstore: confirm factor: %d recovery codes, at most %d", len(c.RecoveryHashes), maxRecoveryCodes)
+	factorID, args, err := confirmArgs(c)
+	if err != nil {
+		return fmt.Errorf("redisstore: confirm factor: %w", err)
 	}
-	factorID, factorJSON, wa := c.FactorID, "", ""
-	if f := c.Factor; f != nil {
-		if f.ID == "" {
-			return errors.New("redisstore: confirm factor: the factor has no ID")
-		}
-		if c.FactorID != "" && c.FactorID != f.ID {
-			return fmt.Errorf("redisstore: confirm factor: factor ID %q is not the factor's %q", c.FactorID, f.ID)
-		}
-		if (f.Kind == mfa.KindWebAuthn) != (f.WebAuthn != nil) {
-			return fmt.Errorf("redisstore: confirm factor: %s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
-		}
-		if f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0 {
-			return fmt.Errorf("redisstore: confirm factor: factor %s has an empty credential ID", f.ID)
-		}
-		b, err := json.Marshal(f)
-		if err != nil {
-			return fmt.Errorf("redisstore: confirm factor: %w", err)
-		}
-		factorID, factorJSON = f.ID, string(b)
-		if w := f.WebAuthn; w != nil {
-			wa = webauthnState(w.SignCount, w.BackupState, w.UserVerified)
-		}
+	cred, err := s.reserveCredential(ctx, c)
+	if err != nil {
+		return err
 	}
-
-	var cred string
-	if c.Factor != nil && c.Factor.WebAuthn != nil {
-		cred = credentialIndex(c.Factor.WebAuthn.CredentialID)
-		ok, err := s.rdb.SetNX(ctx, cred, c.UserID, 0).Result()
-		if err != nil {
-			return storeError("confirm factor: reserve credential", err)
-		}
-		if !ok {
-			return fmt.Errorf("redisstore: confirm factor: %w", mfa.ErrDuplicate)
-		}
-	}
-
 	k := userKeys(c.UserID)
-	args := make([]any, 0, 6+len(c.RecoveryHashes))
-	args = append(args, factorID, c.Step, c.Now.UnixMilli(), flag(c.FirstFactor), factorJSON, wa)
-	for _, h := range c.RecoveryHashes {
-		args = append(args, h)
-	}
 	n, err := confirmFactorScript.Run(ctx, s.rdb,
 		[]string{k.session(c.TokenHash), k.pending(factorID), k.factors(), k.steps(), k.webauthn(), k.recovery()},
 		args...).Int()
@@ -445,20 +409,95 @@ func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
 		return storeError("confirm factor", err)
 	}
 	if err := status("confirm factor", n); err != nil {
-		if cred != "" {
-			// The script changed nothing: give the credential ID back. Not
-			// with ctx, which may end just now; a failure only keeps the ID
-			// reserved.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-			defer cancel()
-			if rerr := releaseCredentialScript.Run(rctx, s.rdb, []string{cred}, c.UserID).Err(); rerr != nil {
-				return errors.Join(err, storeError("confirm factor: release credential", rerr))
-			}
+		// The script changed nothing: give the credential ID back.
+		if rerr := s.releaseCredential(ctx, cred, c.UserID); rerr != nil {
+			return errors.Join(err, rerr)
 		}
 		return err
 	}
 	// Best effort: an index without its session finds nothing, and expires.
 	s.rdb.Del(ctx, sessionIndex(c.TokenHash))
+	return nil
+}
+
+// checkConfirmation refuses the confirmations that mfa.Store.ConfirmFactor
+// does not allow, except a pending WebAuthn factor, which only the script
+// sees.
+func checkConfirmation(c mfa.Confirmation) error {
+	if c.Step < 0 || c.Step > maxStep {
+		return fmt.Errorf("step %d out of range", c.Step)
+	}
+	if len(c.RecoveryHashes) > maxRecoveryCodes {
+		return fmt.Errorf("%d recovery codes, at most %d", len(c.RecoveryHashes), maxRecoveryCodes)
+	}
+	f := c.Factor
+	switch {
+	case f == nil:
+		return nil
+	case f.ID == "":
+		return errors.New("the factor has no ID")
+	case c.FactorID != "" && c.FactorID != f.ID:
+		return fmt.Errorf("factor ID %q is not the factor's %q", c.FactorID, f.ID)
+	case (f.Kind == mfa.KindWebAuthn) != (f.WebAuthn != nil):
+		return fmt.Errorf("%s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
+	case f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0:
+		return fmt.Errorf("factor %s has an empty credential ID", f.ID)
+	}
+	return nil
+}
+
+// confirmArgs returns the ID of the factor that c confirms and the ARGV of
+// confirmFactorScript for c, which checkConfirmation accepted.
+func confirmArgs(c mfa.Confirmation) (factorID string, args []any, err error) {
+	factorID, factorJSON, wa := c.FactorID, "", ""
+	if f := c.Factor; f != nil {
+		b, err := json.Marshal(f)
+		if err != nil {
+			return "", nil, err
+		}
+		factorID, factorJSON = f.ID, string(b)
+		if w := f.WebAuthn; w != nil {
+			wa = webauthnState(w.SignCount, w.BackupState, w.UserVerified)
+		}
+	}
+	args = make([]any, 0, 6+len(c.RecoveryHashes))
+	args = append(args, factorID, c.Step, c.Now.UnixMilli(), flag(c.FirstFactor), factorJSON, wa)
+	for _, h := range c.RecoveryHashes {
+		args = append(args, h)
+	}
+	return factorID, args, nil
+}
+
+// reserveCredential reserves the credential ID of c.Factor for c.UserID, if
+// it is a WebAuthn credential, and returns the key of the reservation ("" if
+// none). It fails with mfa.ErrDuplicate if the ID is taken.
+func (s *Store) reserveCredential(ctx context.Context, c mfa.Confirmation) (cred string, err error) {
+	if c.Factor == nil || c.Factor.WebAuthn == nil {
+		return "", nil
+	}
+	cred = credentialIndex(c.Factor.WebAuthn.CredentialID)
+	ok, err := s.rdb.SetNX(ctx, cred, c.UserID, 0).Result()
+	if err != nil {
+		return "", storeError("confirm factor: reserve credential", err)
+	}
+	if !ok {
+		return "", fmt.Errorf("redisstore: confirm factor: %w", mfa.ErrDuplicate)
+	}
+	return cred, nil
+}
+
+// releaseCredential deletes the reservation cred ("" for none) that
+// reserveCredential made for userID, if it still holds userID. Not with
+// ctx, which may end just now; a failure only keeps the ID reserved.
+func (s *Store) releaseCredential(ctx context.Context, cred, userID string) error {
+	if cred == "" {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := releaseCredentialScript.Run(rctx, s.rdb, []string{cred}, userID).Err(); err != nil {
+		return storeError("confirm factor: release credential", err)
+	}
 	return nil
 }
 

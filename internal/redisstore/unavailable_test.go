@@ -79,7 +79,11 @@ func TestUnavailable(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"client closed", func(t *testing.T, _ *redistest.Server, rdb *redis.Client) { rdb.Close() }},
+		{"client closed", func(t *testing.T, _ *redistest.Server, rdb *redis.Client) {
+			if err := rdb.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := redistest.StartServer(t)
@@ -91,7 +95,12 @@ func TestUnavailable(t *testing.T) {
 				// in between, which makes a refused connection take seconds.
 				DialerRetries: 1,
 			})
-			t.Cleanup(func() { rdb.Close() })
+			t.Cleanup(func() {
+				// Closed already in "client closed".
+				if err := rdb.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+					t.Errorf("close client: %v", err)
+				}
+			})
 			s := redisstore.New(rdb)
 			// A connection in the pool, as in a running server.
 			if _, err := s.User(t.Context(), "alice"); err != nil {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -75,7 +76,7 @@ func StartCluster(t testing.TB) (addr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
+	defer closeClient(t, addr, c)
 	if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
 		t.Fatalf("redistest: cluster addslotsrange: %v", err)
 	}
@@ -97,7 +98,7 @@ func StartCluster(t testing.TB) (addr string) {
 func Client(t testing.TB, addr string) redis.UniversalClient {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { closeClient(t, addr, c) })
 	return c
 }
 
@@ -106,8 +107,17 @@ func Client(t testing.TB, addr string) redis.UniversalClient {
 func ClusterClient(t testing.TB, addr string) redis.UniversalClient {
 	t.Helper()
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}})
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { closeClient(t, addr, c) })
 	return c
+}
+
+// closeClient closes c, a client of the server at addr, and reports an
+// error to t.
+func closeClient(t testing.TB, addr string, c io.Closer) {
+	t.Helper()
+	if err := c.Close(); err != nil {
+		t.Errorf("redistest: close client of %s: %v", addr, err)
+	}
 }
 
 func start(t testing.TB, extra []string) *Server {
@@ -141,8 +151,12 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	// Closed now, or redis-server could not bind the port.
+	if err := l.Close(); err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	return port, nil
 }
 
 // launch starts redis-server on port and waits for PING. On success it
@@ -170,38 +184,75 @@ func launch(t testing.TB, bin string, port int, extra []string) (*Server, error)
 		if err := ping(addr); err == nil {
 			break
 		} else if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-exited
-			return nil, fmt.Errorf("redis-server on %s: no answer to PING after %s: %v; output:\n%s", addr, readyTimeout, err, out)
+			kerr := kill(cmd.Process, exited)
+			return nil, errors.Join(
+				fmt.Errorf("redis-server on %s: no answer to PING after %s: %w; output:\n%s", addr, readyTimeout, err, out),
+				kerr)
 		}
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("redis-server on %s exited (%v); output:\n%s", addr, err, out)
+			if err == nil {
+				err = errors.New("exit status 0")
+			}
+			return nil, fmt.Errorf("redis-server on %s exited (%w); output:\n%s", addr, err, out)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	stop := sync.OnceFunc(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(stopTimeout):
-			cmd.Process.Kill()
-			<-exited
-			t.Errorf("redistest: redis-server on %s ignored SIGTERM for %s; killed", addr, stopTimeout)
+		if err := terminate(cmd.Process, exited); err != nil {
+			t.Errorf("redistest: redis-server on %s: %v", addr, err)
 		}
 	})
 	t.Cleanup(stop)
 	return &Server{Addr: addr, stop: stop}, nil
 }
 
+// terminate stops the server with SIGTERM, or kills it if it ignores
+// SIGTERM for stopTimeout, and waits until it has exited. exited is the
+// result of the server's cmd.Wait.
+func terminate(p *os.Process, exited <-chan error) error {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		// The server exited before it was told to (os.ErrProcessDone), or
+		// cannot be signalled.
+		return errors.Join(fmt.Errorf("SIGTERM: %w", err), kill(p, exited))
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			return fmt.Errorf("exit after SIGTERM: %w", err)
+		}
+		return nil
+	case <-time.After(stopTimeout):
+		return errors.Join(fmt.Errorf("ignored SIGTERM for %s; killed", stopTimeout), kill(p, exited))
+	}
+}
+
+// kill kills the server and waits until it has exited. Neither a server
+// that had exited already (os.ErrProcessDone) nor its exit status (an
+// *exec.ExitError: the kill's, or its own) is an error: it is gone, as
+// wanted.
+func kill(p *os.Process, exited <-chan error) error {
+	if err := p.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		// It may not exit: do not wait.
+		return fmt.Errorf("kill: %w", err)
+	}
+	var exit *exec.ExitError
+	if err := <-exited; err != nil && !errors.As(err, &exit) {
+		return err
+	}
+	return nil
+}
+
 // ping sends PING in the Redis protocol and wants +PONG.
-func ping(addr string) error {
+func ping(addr string) (err error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Second))
+	defer func() { err = errors.Join(err, conn.Close()) }()
+	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
+		return err
+	}
 	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
 		return err
 	}

@@ -44,7 +44,9 @@ func TestStop(t *testing.T) {
 	}
 	s.Stop()
 	if conn, err := net.Dial("tcp", s.Addr); err == nil {
-		conn.Close()
+		if err := conn.Close(); err != nil {
+			t.Error(err)
+		}
 		t.Fatalf("%s accepts connections after Stop", s.Addr)
 	}
 	s.Stop() // a second Stop does nothing
