@@ -1,6 +1,9 @@
 # secondfactor: the commands a developer and CI run.
 #   make run       the server on the embedded store, loopback only
-#   make test      every test, with -race (installs redis-server, oathtool, protoc when missing)
+#   make test      every test, with -race (installs redis-server, oathtool, protoc when missing),
+#                  after the linters (lint, lint-proto)
+#   make lint      golangci-lint (.golangci.yml): vet, staticcheck, gocyclo, depguard, ...
+#   make lint-proto  buf lint, and buf breaking against the last commit (HEAD)
 #   make generate  regenerate api/ from proto/
 #   make bench     the benchmarks
 #   make fuzz      every fuzz target for FUZZ_TIME each: executions (50000x, the default) or a duration (30s)
@@ -8,7 +11,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := $(CURDIR)/.bin
 
-.PHONY: run test deps generate check-generated bench build fuzz
+.PHONY: run test deps generate check-generated bench build fuzz lint lint-proto
 
 run:
 	$(GO) run ./cmd/secondfactord
@@ -33,7 +36,20 @@ check-generated: generate
 	@git diff --exit-code --stat -- api/ || { echo "api/ is stale: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- api/)" || { echo "api/ has untracked generated files: run 'make generate' and commit"; exit 1; }
 
-test: deps check-generated
+# Linters and buf are tool dependencies of tools/go.mod, built on first use.
+TOOL := $(GO) tool -modfile=tools/go.mod
+
+lint:
+	$(TOOL) golangci-lint run ./...
+
+lint-proto:
+	$(TOOL) buf lint
+	@if git rev-parse -q --verify HEAD:buf.yaml >/dev/null 2>&1; then \
+		echo "$(TOOL) buf breaking --against '.git#ref=HEAD'"; \
+		$(TOOL) buf breaking --against '.git#ref=HEAD'; \
+	else echo "lint-proto: no committed buf.yaml at HEAD, breaking check skipped"; fi
+
+test: deps check-generated lint-proto lint
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz

@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	var opts []server.Option
-	if len(cfg.Callers) == 0 && cfg.LoopbackOnly() {
+	if len(cfg.Callers) == 0 && len(cfg.CertCallers) == 0 && cfg.LoopbackOnly() {
 		opt, err := localToken(cfg, log)
 		if err != nil {
 			return err

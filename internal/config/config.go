@@ -33,6 +33,10 @@ type Config struct {
 	HTTPAddr string
 	TLSCert  string
 	TLSKey   string
+	// ClientCA is a PEM bundle of the CAs that sign callers' client
+	// certificates; CertCallers maps those certificates to callers.
+	ClientCA    string
+	CertCallers []string // NAME:ROLE[+ROLE]:MATCH
 
 	Store         string // "bolt" or "redis"
 	RedisAddrs    []string
@@ -140,6 +144,8 @@ func (c *Config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", defaultHTTPAddr, "HTTP listen address for /healthz and /metrics; off (or empty) to disable")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for the gRPC server")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM) for the gRPC server")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle (PEM) that signs callers' client certificates; needs -tls-cert, -tls-key and -cert-callers")
+	fs.Var(listFlag{&c.CertCallers}, "cert-callers", "API callers by client certificate NAME:ROLE[+ROLE]:MATCH, comma-separated, MATCH one of cn=, dns=, uri=, email= (exact); needs -client-ca")
 	fs.StringVar(&c.Store, "store", "bolt", "state store: bolt (embedded file in -data-dir, one node) or redis (several replicas)")
 	fs.Var(listFlag{&c.RedisAddrs}, "redis-addrs", "Redis addresses host:port, comma-separated: one for standalone, several for Cluster, Sentinels with -redis-master")
 	fs.StringVar(&c.RedisMaster, "redis-master", "", "Sentinel master name (makes -redis-addrs the Sentinels)")
@@ -292,6 +298,7 @@ func (c Config) Validate() error {
 		bad("-data-dir: must not be empty")
 	}
 	c.validateListeners(bad)
+	c.validateClientCerts(bad)
 	c.validateStore(bad)
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -326,6 +333,33 @@ func (c Config) validateListeners(bad func(format string, args ...any)) {
 	}
 	if !c.TLS() && !IsLoopback(c.GRPCAddr) {
 		bad("-grpc-addr %q is not loopback: plaintext gRPC is refused there; give -tls-cert and -tls-key", c.GRPCAddr)
+	}
+}
+
+// validateClientCerts checks the settings of callers that authenticate with
+// a client certificate: each line of -cert-callers, no identity mapped
+// twice, and the TLS settings they depend on.
+func (c Config) validateClientCerts(bad func(format string, args ...any)) {
+	if c.ClientCA != "" && !c.TLS() {
+		bad("-client-ca: needs -tls-cert and -tls-key (client certificates come over TLS)")
+	}
+	switch {
+	case c.ClientCA != "" && len(c.CertCallers) == 0:
+		bad("-client-ca: needs -cert-callers (a certificate that maps to no caller is refused)")
+	case c.ClientCA == "" && len(c.CertCallers) > 0:
+		bad("-cert-callers: needs -client-ca (the CA that signs the callers' certificates)")
+	}
+	seen := map[string]bool{}
+	for _, line := range c.CertCallers {
+		match, _, err := grpcapi.ParseCertCaller(line)
+		switch {
+		case err != nil:
+			bad("-cert-callers: %v", err)
+		case seen[match]:
+			bad("-cert-callers: %s is mapped twice", match)
+		default:
+			seen[match] = true
+		}
 	}
 }
 

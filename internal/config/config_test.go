@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,6 +231,7 @@ func TestListFlags(t *testing.T) {
 // flag, and every problem is reported at once: want is the whole error, one
 // line per problem.
 func TestLoadInvalid(t *testing.T) {
+	tlsArgs := []string{"-tls-cert", "c.pem", "-tls-key", "k.pem", "-client-ca", "ca.pem"}
 	tests := []struct {
 		name string
 		args []string
@@ -248,6 +250,24 @@ func TestLoadInvalid(t *testing.T) {
 		{"http addr without port", []string{"-http-addr", "localhost"}, []string{`-http-addr "localhost": want host:port`}},
 		{"tls cert without key", []string{"-tls-cert", "c.pem"}, []string{"-tls-cert and -tls-key: give both or neither"}},
 		{"tls key without cert", []string{"-tls-key", "k.pem"}, []string{"-tls-cert and -tls-key: give both or neither"}},
+		{"client ca without tls", []string{"-client-ca", "ca.pem", "-cert-callers", "web:portal:cn=web"}, []string{
+			"-client-ca: needs -tls-cert and -tls-key (client certificates come over TLS)",
+		}},
+		{"client ca without cert callers", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem", "-client-ca", "ca.pem"}, []string{
+			"-client-ca: needs -cert-callers (a certificate that maps to no caller is refused)",
+		}},
+		{"cert callers without client ca", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem", "-cert-callers", "web:portal:cn=web"}, []string{
+			"-cert-callers: needs -client-ca (the CA that signs the callers' certificates)",
+		}},
+		{"bad cert callers, each reported", slices.Concat(tlsArgs, []string{"-cert-callers", "web:root:cn=web,ops:admin:ip=10.0.0.1,web:portal,a:portal:uri=/rel"}), []string{
+			`-cert-callers: caller "web": role "root": want portal, admin or portal+admin`,
+			`-cert-callers: caller "ops": match "ip=10.0.0.1": want cn=, dns=, uri= or email= and a value`,
+			"-cert-callers: certificate caller: 2 fields separated by ':', want NAME:ROLE[+ROLE]:MATCH",
+			`-cert-callers: caller "a": match "uri=/rel": want an absolute URI such as spiffe://example.org/portal`,
+		}},
+		{"identity mapped twice", slices.Concat(tlsArgs, []string{"-cert-callers", "web:portal:dns=web.example", "-cert-callers", "ops:admin:dns=web.example"}), []string{
+			"-cert-callers: dns=web.example is mapped twice",
+		}},
 		{"redis without addrs", []string{"-store", "redis"}, []string{"-store redis: -redis-addrs is required"}},
 		{"unknown store", []string{"-store", "memory"}, []string{`-store "memory": want bolt or redis`}},
 		{"seal keys and file", []string{"-seal-keys", "k:AAAA", "-seal-key-file", "f"}, []string{"-seal-keys and -seal-key-file: give one, not both"}},
@@ -332,6 +352,35 @@ func TestLoadValidNonLoopbackWithTLS(t *testing.T) {
 	}
 	if !got.TLS() {
 		t.Error("TLS() = false with -tls-cert and -tls-key")
+	}
+}
+
+// TestLoadClientCerts: the client CA and the certificate callers come from
+// flags or variables, the callers comma-separated like -callers.
+func TestLoadClientCerts(t *testing.T) {
+	vars := map[string]string{
+		"SECONDFACTOR_TLS_CERT":     "c.pem",
+		"SECONDFACTOR_TLS_KEY":      "k.pem",
+		"SECONDFACTOR_CLIENT_CA":    "/etc/sf/callers-ca.pem",
+		"SECONDFACTOR_CERT_CALLERS": "web:portal:dns=web.example, ops:admin:uri=spiffe://example.org/ops",
+	}
+	got, err := load(t, []string{"-cert-callers", "bot:portal+admin:email=bot@example.org"}, vars)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got.ClientCA != "/etc/sf/callers-ca.pem" {
+		t.Errorf("ClientCA = %q, want the variable's", got.ClientCA)
+	}
+	if diff := cmp.Diff([]string{"bot:portal+admin:email=bot@example.org"}, got.CertCallers); diff != "" {
+		t.Errorf("CertCallers: the flag should replace the variable (-want +got):\n%s", diff)
+	}
+	got, err = load(t, nil, vars)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := []string{"web:portal:dns=web.example", "ops:admin:uri=spiffe://example.org/ops"}
+	if diff := cmp.Diff(want, got.CertCallers); diff != "" {
+		t.Errorf("CertCallers from the variable mismatch (-want +got):\n%s", diff)
 	}
 }
 

@@ -9,6 +9,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,9 +98,10 @@ type Server struct {
 // New validates cfg and builds the server it describes: it creates the data
 // folder, loads the sealing keys (generating a key file for a loopback-only
 // embedded run that has none), parses the callers, opens the store (pinging
-// Redis), and builds the relying party, the flows, the gRPC server and the
-// HTTP handler. Nothing listens until Serve. On error, whatever New opened
-// is closed.
+// Redis, and pointing the Redis client's process-wide logger at log), and
+// builds the relying party, the flows, the gRPC server with its TLS and
+// client CAs, and the HTTP handler. Nothing listens until Serve. On error,
+// whatever New opened is closed.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	var o options
 	for _, opt := range opts {
@@ -114,7 +117,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	callers, err := parseCallers(cfg.Callers, o.callers)
+	callers, err := parseCallers(cfg.Callers, cfg.CertCallers, o.callers)
 	if err != nil {
 		return nil, err
 	}
@@ -154,13 +157,9 @@ func (s *Server) build(cfg config.Config, store mfa.Store, ring *seal.Ring, call
 	if err != nil {
 		return err
 	}
-	var creds credentials.TransportCredentials
-	if cfg.TLS() {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return fmt.Errorf("-tls-cert/-tls-key: %w", err)
-		}
-		creds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	creds, err := serverTLS(cfg)
+	if err != nil {
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -177,6 +176,34 @@ func (s *Server) build(cfg config.Config, store mfa.Store, ring *seal.Ring, call
 	})
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
 	return nil
+}
+
+// serverTLS is the TLS of the gRPC server, nil without -tls-cert. With
+// -client-ca, a caller may present a client certificate, which must then
+// verify against those CAs (expired, not yet valid and foreign certificates
+// fail the handshake); a caller without one still connects, and
+// authenticates with a bearer token.
+func serverTLS(cfg config.Config) (credentials.TransportCredentials, error) {
+	if !cfg.TLS() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.ClientCA != "" {
+		pem, err := os.ReadFile(cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-client-ca %s: no PEM certificate in it", cfg.ClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return credentials.NewTLS(tc), nil
 }
 
 // Listeners are where a Server serves.
@@ -283,27 +310,50 @@ func loadRing(cfg config.Config, log *slog.Logger) (*seal.Ring, error) {
 	return ring, nil
 }
 
-// parseCallers reads the configured callers and adds the extra ones. A
-// server with no caller at all is refused: nobody could call it.
-func parseCallers(lines []string, extra grpcapi.Callers) (grpcapi.Callers, error) {
+// parseCallers reads the configured callers, by bearer token and by client
+// certificate, and adds the extra ones. A server with no caller at all is
+// refused: nobody could call it.
+func parseCallers(tokens, certs []string, extra grpcapi.Callers) (grpcapi.Callers, error) {
 	callers := grpcapi.Callers{}
-	for _, line := range lines {
+	for _, line := range tokens {
 		hash, c, err := grpcapi.ParseCaller(line)
 		if err != nil {
 			return nil, fmt.Errorf("-callers: %w", err)
 		}
 		callers[hash] = c
 	}
+	for _, line := range certs {
+		match, c, err := grpcapi.ParseCertCaller(line)
+		if err != nil {
+			return nil, fmt.Errorf("-cert-callers: %w", err)
+		}
+		callers[match] = c
+	}
 	for hash, c := range extra {
 		callers[hash] = c
 	}
 	if len(callers) == 0 {
-		return nil, errors.New("no API caller: set SECONDFACTOR_CALLERS (secondfactor token new prints a caller line)")
+		return nil, errors.New("no API caller: set SECONDFACTOR_CALLERS (secondfactor token new prints a caller line) or SECONDFACTOR_CERT_CALLERS")
 	}
 	return callers, nil
 }
 
-// openStore opens the store cfg names and keeps how to close it.
+// redisLogger writes what the Redis client logs on its own (a pool that
+// cannot dial, a connection dropped) as warnings through slog, where the
+// default would print plain text to stderr.
+type redisLogger struct{ log *slog.Logger }
+
+// Printf logs one line of the Redis client.
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	msg := strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")
+	l.log.LogAttrs(ctx, slog.LevelWarn, "redis client", slog.String("detail", msg))
+}
+
+// openStore opens the store cfg names and keeps how to close it. For Redis
+// it sends the client's own log lines to the server's logger: go-redis has
+// one logger per process (redis.SetLogger), so every Redis client of the
+// process, whichever server opened it, logs to the logger of the last
+// server that opened Redis.
 func (s *Server) openStore(ctx context.Context, cfg config.Config) (mfa.Store, error) {
 	if cfg.Store == "bolt" {
 		b, err := boltstore.Open(cfg.Path("secondfactor.db"))
@@ -323,6 +373,7 @@ func (s *Server) openStore(ctx context.Context, cfg config.Config) (mfa.Store, e
 	if cfg.RedisTLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	redis.SetLogger(redisLogger{s.log})
 	rdb := redis.NewUniversalClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
