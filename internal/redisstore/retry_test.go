@@ -95,8 +95,9 @@ func TestScriptRunTwice(t *testing.T) {
 	k := userKeys("alice")
 	p := position{ms: now.UnixMilli(), user: "alice", seq: 1}
 	twice("AppendEvent", func(string) (any, error) {
-		return appendEventScript.Run(ctx, s.rdb, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
-			0, 1, `{"user_id":"alice"}`, e.Hash, timesMember(p)).Int()
+		res, err := appendEventScript.Run(ctx, s.rdb, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
+			0, 1, `{"user_id":"alice"}`, e.Hash, timesMember(p)).Slice()
+		return len(res), err
 	})
 	if n, err := s.rdb.XLen(ctx, k.auditLog()).Result(); err != nil || n != 1 {
 		t.Fatalf("the chain after an append run twice: %d events, %v; want 1", n, err)
