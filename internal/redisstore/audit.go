@@ -162,6 +162,7 @@ func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error)
 	if err != nil {
 		return mfa.Event{}, storeError("append event: read the chain's head", err)
 	}
+	nonce := newNonce()
 	for try := 0; try < appendTries; try++ {
 		if try > 0 {
 			if err := pause(ctx, try); err != nil {
@@ -169,7 +170,7 @@ func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error)
 			}
 		}
 		var out mfa.Event
-		out, head, err = s.tryAppend(ctx, k, e, head)
+		out, head, err = s.tryAppend(ctx, k, e, head, nonce)
 		if err != nil || head == nil {
 			return out, err
 		}
@@ -177,10 +178,11 @@ func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error)
 	return mfa.Event{}, fmt.Errorf("redisstore: append event: overtaken %d times by other appends to %q's chain", appendTries, e.UserID)
 }
 
-// tryAppend makes one attempt of AppendEvent after the chain's head (seq,
-// hash; nil for none). It returns the event appended, or the chain's
-// current head if another append came first.
-func (s *Store) tryAppend(ctx context.Context, k keys, e mfa.Event, head []any) (mfa.Event, []any, error) {
+// tryAppend makes one attempt of AppendEvent, the call named by nonce (see
+// opKey), after the chain's head (seq, hash; nil for none). It returns the
+// event appended, or the chain's current head if another append came
+// first.
+func (s *Store) tryAppend(ctx context.Context, k keys, e mfa.Event, head []any, nonce string) (mfa.Event, []any, error) {
 	last, _ := head[0].(string)
 	e.PrevHash, _ = head[1].(string)
 	lastSeq, err := strconv.ParseUint(cmp.Or(last, "0"), 10, 64)
@@ -205,7 +207,7 @@ func (s *Store) tryAppend(ctx context.Context, k keys, e mfa.Event, head []any) 
 		return mfa.Event{}, nil, storeError("append event: index", err)
 	}
 	res, err := appendEventScript.Run(ctx, s.rdb, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
-		lastSeq, e.Seq, js, e.Hash, timesMember(p)).Slice()
+		lastSeq, e.Seq, js, e.Hash, timesMember(p), nonce).Slice()
 	switch {
 	case err != nil:
 		return mfa.Event{}, nil, storeError("append event", err)

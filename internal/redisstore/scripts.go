@@ -347,14 +347,15 @@ return 0
 // head is still the one the event was made after.
 //
 // KEYS: head, log, times. ARGV: the Seq of the head read ("0" for none),
-// the event's Seq, its JSON, its hash, its member in times. Returns {1} if
-// appended, or if the head is this very event (a client retry of the
-// script); {0, seq, hash} of the head if another event came first, having
-// changed nothing, so that the next attempt need not read it.
+// the event's Seq, its JSON, its hash, its member in times, the call's
+// nonce. Returns {1} if appended, or if the head is this call's event (a
+// client retry of the script: see opKey); {0, seq, hash} of the head if
+// another event came first, having changed nothing, so that the next
+// attempt need not read it.
 var appendEventScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'seq', 'hash')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'hash', 'op')
 local seq = h[1] or '0'
-if seq == ARGV[2] and h[2] == ARGV[4] then
+if seq == ARGV[2] and h[3] == ARGV[6] then
   return {1}
 end
 if seq ~= ARGV[1] then
@@ -362,6 +363,6 @@ if seq ~= ARGV[1] then
 end
 redis.call('XADD', KEYS[2], ARGV[2] .. '-0', 'e', ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[5])
-redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])
+redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4], 'op', ARGV[6])
 return {1}
 `)
