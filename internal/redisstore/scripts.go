@@ -281,33 +281,34 @@ return 0
 `)
 
 // resetUserScript removes a user's factors and their state, recovery codes,
-// activation code and attempts, and increments the epoch. Pending factors
-// and sessions are left to expire: the epoch ends them.
+// activation code, attempts and last verification, and increments the
+// epoch. Pending factors and sessions are left to expire: the epoch ends
+// them.
 //
-// KEYS: f, step, wa, used, susp, rc, act, att, epoch, op. Returns the JSON
+// KEYS: f, step, wa, used, susp, rc, act, att, v, epoch, op. Returns the JSON
 // of the factors removed, one a line ("" for none). Run again for the same
 // call (op), it returns what the first run did, and changes nothing.
 var resetUserScript = redis.NewScript(`
-local done = redis.call('GET', KEYS[10])
+local done = redis.call('GET', KEYS[11])
 if done then
   return done
 end
 local removed = table.concat(redis.call('HVALS', KEYS[1]), '\n')
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
-redis.call('INCR', KEYS[9])
-redis.call('SET', KEYS[10], removed, 'PX', ` + opKeepMS + `)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
+redis.call('INCR', KEYS[10])
+redis.call('SET', KEYS[11], removed, 'PX', ` + opKeepMS + `)
 return removed
 `)
 
 // deleteFactorScript removes one confirmed factor and its state, the
-// recovery codes with the last factor, and increments the epoch, which ends
-// the pending factors too.
+// recovery codes with the last factor and the last verification, and
+// increments the epoch, which ends the pending factors too.
 //
-// KEYS: f, step, wa, used, susp, rc, epoch, op. ARGV: factor ID. Returns the
+// KEYS: f, step, wa, used, susp, rc, v, epoch, op. ARGV: factor ID. Returns the
 // factor's JSON, "" if the user has no such factor (nothing changed). Run
 // again for the same call (op), it returns what the first run did.
 var deleteFactorScript = redis.NewScript(`
-local done = redis.call('GET', KEYS[8])
+local done = redis.call('GET', KEYS[9])
 if done then
   return done
 end
@@ -321,8 +322,9 @@ end
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[6])
 end
-redis.call('INCR', KEYS[7])
-redis.call('SET', KEYS[8], js, 'PX', ` + opKeepMS + `)
+redis.call('DEL', KEYS[7])
+redis.call('INCR', KEYS[8])
+redis.call('SET', KEYS[9], js, 'PX', ` + opKeepMS + `)
 return js
 `)
 
