@@ -202,9 +202,10 @@ type Store interface {
 	// DeleteFactor removes one confirmed factor of the user (a credential's
 	// ID becomes free) and increments the user's epoch, atomically. If it
 	// was the user's last factor, the recovery codes go too. The user's
-	// pending factors go as well: they belong to enrolments begun under the
-	// epoch it ends; and LastVerifiedAt is set to zero (see Store). ErrNotFound if the user has no confirmed factor
-	// factorID, and then the epoch stays.
+	// pending factors go as well, since they belong to enrolments begun
+	// under the epoch it ends, and LastVerifiedAt is set to zero (see
+	// Store). ErrNotFound if the user has no confirmed factor factorID, and
+	// then nothing changes.
 	DeleteFactor(ctx context.Context, userID, factorID string, now time.Time) error
 
 	// UnlockUser sets the user's counted attempts, lockouts and lock to zero
