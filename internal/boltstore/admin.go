@@ -39,9 +39,8 @@ func freeCredential(tx *bolt.Tx, userID string, f mfa.Factor) error {
 	return creds.Delete(f.WebAuthn.CredentialID)
 }
 
-// ResetUser implements mfa.Store. The user's record is replaced by one that
-// keeps only the last verification; enrolment sessions and challenges stay
-// until they expire, ended by the new epoch.
+// ResetUser implements mfa.Store. The user's record goes; enrolment
+// sessions and challenges stay until they expire, ended by the new epoch.
 func (s *Store) ResetUser(ctx context.Context, userID string, _ time.Time) (removed int, err error) {
 	err = s.update(ctx, "reset user", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
 		removed = len(u.Factors)
@@ -53,11 +52,7 @@ func (s *Store) ResetUser(ctx context.Context, userID string, _ time.Time) (remo
 		if err := bumpEpoch(tx, userID); err != nil {
 			return false, err
 		}
-		*u = userRec{LastVerifiedAt: u.LastVerifiedAt}
-		if u.LastVerifiedAt.IsZero() {
-			return false, tx.Bucket(usersBucket).Delete([]byte(userID))
-		}
-		return true, nil
+		return false, tx.Bucket(usersBucket).Delete([]byte(userID))
 	})
 	if err != nil {
 		return 0, err
@@ -65,8 +60,8 @@ func (s *Store) ResetUser(ctx context.Context, userID string, _ time.Time) (remo
 	return removed, nil
 }
 
-// DeleteFactor implements mfa.Store. The user's pending factors go too:
-// they belong to enrolments begun under the epoch it ends.
+// DeleteFactor implements mfa.Store. The user's pending factors and last
+// verification go too: they belong to the epoch it ends.
 func (s *Store) DeleteFactor(ctx context.Context, userID, factorID string, _ time.Time) error {
 	var result error
 	err := s.update(ctx, "delete factor", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {
@@ -82,6 +77,7 @@ func (s *Store) DeleteFactor(ctx context.Context, userID, factorID string, _ tim
 		u.Factors = slices.Delete(u.Factors, i, i+1)
 		delete(u.Steps, factorID)
 		u.Pending = nil
+		u.LastVerifiedAt = time.Time{}
 		if len(u.Factors) == 0 {
 			u.Recovery = nil
 		}

@@ -26,7 +26,10 @@ import (
 // A success is an AcceptTOTPStep or AcceptAssertion that returns true, or a
 // ConsumeRecoveryCode that consumes a code: in the same atomic step it sets
 // the user's counted attempts, lockouts and lock to zero (see StartAttempt)
-// and LastVerifiedAt to now. Nothing else resets them.
+// and LastVerifiedAt to now. Besides a success, only ResetUser and
+// UnlockUser reset the attempts, and only ResetUser and DeleteFactor reset
+// LastVerifiedAt (to zero: a verification made before them, perhaps with
+// the factor removed, backs nothing after them).
 //
 // Epoch: each user has a factor epoch, 0 for a user the store has never
 // seen, that ResetUser and DeleteFactor increment in the same atomic step
@@ -191,17 +194,18 @@ type Store interface {
 	// and lock, and increments the user's epoch, which ends every session,
 	// challenge and verification begun before (see Epoch). It returns how
 	// many confirmed factors it removed. A user the store has never seen is
-	// reset too (epoch 0 → 1), with 0 removed. LastVerifiedAt stays (see
-	// Store: nothing but a success sets it); enrolment sessions and
-	// challenges stay until they expire, ended by the epoch.
+	// reset too (epoch 0 → 1), with 0 removed. LastVerifiedAt goes too (see
+	// Store); enrolment sessions and challenges stay until they expire,
+	// ended by the epoch.
 	ResetUser(ctx context.Context, userID string, now time.Time) (removed int, err error)
 
 	// DeleteFactor removes one confirmed factor of the user (a credential's
 	// ID becomes free) and increments the user's epoch, atomically. If it
 	// was the user's last factor, the recovery codes go too. The user's
-	// pending factors go as well: they belong to enrolments begun under the
-	// epoch it ends. ErrNotFound if the user has no confirmed factor
-	// factorID, and then the epoch stays.
+	// pending factors go as well, since they belong to enrolments begun
+	// under the epoch it ends, and LastVerifiedAt is set to zero (see
+	// Store). ErrNotFound if the user has no confirmed factor factorID, and
+	// then nothing changes.
 	DeleteFactor(ctx context.Context, userID, factorID string, now time.Time) error
 
 	// UnlockUser sets the user's counted attempts, lockouts and lock to zero

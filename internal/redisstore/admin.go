@@ -41,7 +41,7 @@ func (s *Store) ResetUser(ctx context.Context, userID string, now time.Time) (in
 func (s *Store) resetUser(ctx context.Context, userID, nonce string) (int, error) {
 	k := userKeys(userID)
 	removed, err := resetUserScript.Run(ctx, s.rdb,
-		[]string{k.factors(), k.steps(), k.webauthn(), k.used(), k.suspended(), k.recovery(), k.activation(), k.attempts(), k.epoch(), k.op(nonce)}).Text()
+		[]string{k.factors(), k.steps(), k.webauthn(), k.used(), k.suspended(), k.recovery(), k.activation(), k.attempts(), k.verified(), k.epoch(), k.op(nonce)}).Text()
 	if err != nil {
 		return 0, storeError("reset user", err)
 	}
@@ -69,7 +69,7 @@ func (s *Store) DeleteFactor(ctx context.Context, userID, factorID string, now t
 func (s *Store) deleteFactor(ctx context.Context, userID, factorID, nonce string) error {
 	k := userKeys(userID)
 	js, err := deleteFactorScript.Run(ctx, s.rdb,
-		[]string{k.factors(), k.steps(), k.webauthn(), k.used(), k.suspended(), k.recovery(), k.epoch(), k.op(nonce)},
+		[]string{k.factors(), k.steps(), k.webauthn(), k.used(), k.suspended(), k.recovery(), k.verified(), k.epoch(), k.op(nonce)},
 		factorID).Text()
 	if err != nil {
 		return storeError("delete factor", err)

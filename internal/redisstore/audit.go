@@ -144,51 +144,56 @@ func hashPrefix(h string) []byte {
 // AppendEvent appends an event to its user's chain. The hash is computed
 // here, from the head read first; a script then appends the event, the
 // entry of the user's index and the new head if the head is still the one
-// read, and else another append came first and this one starts again (at
-// most appendTries times, with a short random pause). Before the script,
-// the entries of audit:idx and, for a chain's first event, audit:users are
-// written, in other slots: so no event is ever without them. An entry
-// written for an append that another overtook stays behind, pointing at a
-// Seq whose event has another hash: Events and ChainUsers skip such
-// entries. Three round trips, three more per conflict.
+// read, and else another append came first and this one starts again from
+// the head the script returns (at most appendTries times, after a short
+// random pause). Before the script, the entries of audit:idx and, for a
+// chain's first event, audit:users are written, in other slots: so no
+// event is ever without them. An entry written for an append that another
+// overtook stays behind, pointing at a Seq whose event has another hash:
+// Events and ChainUsers skip such entries. Three round trips, two more per
+// conflict.
 func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error) {
 	if e.UserID == "" {
 		return mfa.Event{}, errors.New("redisstore: append event: no user ID")
 	}
 	e.Time = time.UnixMilli(e.Time.UnixMilli()).UTC()
 	k := userKeys(e.UserID)
+	head, err := s.rdb.HMGet(ctx, k.auditHead(), "seq", "hash").Result()
+	if err != nil {
+		return mfa.Event{}, storeError("append event: read the chain's head", err)
+	}
+	nonce := newNonce()
 	for try := 0; try < appendTries; try++ {
 		if try > 0 {
 			if err := pause(ctx, try); err != nil {
 				return mfa.Event{}, storeError("append event", err)
 			}
 		}
-		out, ok, err := s.tryAppend(ctx, k, e)
-		if err != nil || ok {
+		var out mfa.Event
+		out, head, err = s.tryAppend(ctx, k, e, head, nonce)
+		if err != nil || head == nil {
 			return out, err
 		}
 	}
 	return mfa.Event{}, fmt.Errorf("redisstore: append event: overtaken %d times by other appends to %q's chain", appendTries, e.UserID)
 }
 
-// tryAppend makes one attempt of AppendEvent: false if another append came
+// tryAppend makes one attempt of AppendEvent, the call named by nonce (see
+// opKey), after the chain's head (seq, hash; nil for none). It returns the
+// event appended, or the chain's current head if another append came
 // first.
-func (s *Store) tryAppend(ctx context.Context, k keys, e mfa.Event) (mfa.Event, bool, error) {
-	head, err := s.rdb.HMGet(ctx, k.auditHead(), "seq", "hash").Result()
-	if err != nil {
-		return mfa.Event{}, false, storeError("append event: read the chain's head", err)
-	}
+func (s *Store) tryAppend(ctx context.Context, k keys, e mfa.Event, head []any, nonce string) (mfa.Event, []any, error) {
 	last, _ := head[0].(string)
 	e.PrevHash, _ = head[1].(string)
 	lastSeq, err := strconv.ParseUint(cmp.Or(last, "0"), 10, 64)
 	if err != nil {
-		return mfa.Event{}, false, fmt.Errorf("redisstore: append event: corrupt head of %q: %w", e.UserID, err)
+		return mfa.Event{}, nil, fmt.Errorf("redisstore: append event: corrupt head of %q: %w", e.UserID, err)
 	}
 	e.Seq = lastSeq + 1
 	e.Hash = mfa.EventHash(e)
 	js, err := json.Marshal(e)
 	if err != nil {
-		return mfa.Event{}, false, fmt.Errorf("redisstore: append event: %w", err)
+		return mfa.Event{}, nil, fmt.Errorf("redisstore: append event: %w", err)
 	}
 	p := position{ms: e.Time.UnixMilli(), user: e.UserID, seq: e.Seq}
 	_, err = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
@@ -199,14 +204,19 @@ func (s *Store) tryAppend(ctx context.Context, k keys, e mfa.Event) (mfa.Event, 
 		return nil
 	})
 	if err != nil {
-		return mfa.Event{}, false, storeError("append event: index", err)
+		return mfa.Event{}, nil, storeError("append event: index", err)
 	}
-	n, err := appendEventScript.Run(ctx, s.rdb, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
-		lastSeq, e.Seq, js, e.Hash, timesMember(p)).Int()
-	if err != nil {
-		return mfa.Event{}, false, storeError("append event", err)
+	res, err := appendEventScript.Run(ctx, s.rdb, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
+		lastSeq, e.Seq, js, e.Hash, timesMember(p), nonce).Slice()
+	switch {
+	case err != nil:
+		return mfa.Event{}, nil, storeError("append event", err)
+	case len(res) == 1:
+		return e, nil, nil
+	case len(res) == 3:
+		return mfa.Event{}, res[1:], nil
 	}
-	return e, n == 1, nil
+	return mfa.Event{}, nil, fmt.Errorf("redisstore: append event: unexpected script result of %d elements", len(res))
 }
 
 // pause waits a random moment before the try-th attempt of a conflicting

@@ -23,7 +23,8 @@
 //	{u:ID}:act           hash  hash, expires_ms: the activation code
 //	{u:ID}:e:<tokenHash> hash  an enrolment session, field by field, with its epoch
 //	{u:ID}:audit         stream  the user's audit chain: entry <seq>-0, field e = the event's JSON
-//	{u:ID}:audit:head    hash  seq, hash: the last event appended
+//	{u:ID}:audit:head    hash  seq, hash, op: the last event appended, and the
+//	                           nonce of its call (see opKey)
 //	{u:ID}:audit:t       sorted set  the user's events by time (see audit.go)
 //	audit:idx            sorted set  every user's events by time (see audit.go)
 //	audit:users          sorted set  the users that have a chain

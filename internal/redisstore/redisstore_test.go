@@ -145,3 +145,29 @@ func TestTamper(t *testing.T) {
 			return redisstore.TamperEvent(ctx, s.(*redisstore.Store), userID, seq, edit)
 		})
 }
+
+// BenchmarkAppendEvent measures AppendEvent alone (three round trips),
+// serial, then in parallel on one chain, where appends overtake one
+// another and start again.
+func BenchmarkAppendEvent(b *testing.B) {
+	s := redisstore.New(redistest.Client(b, redistest.Start(b)))
+	ctx := b.Context()
+	e := mfa.Event{UserID: "alice", Time: time.UnixMilli(1_790_000_000_000), Action: mfa.ActionVerifyTOTP, Result: "accepted"}
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.AppendEvent(ctx, e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel-one-chain", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.AppendEvent(ctx, e); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}

@@ -94,9 +94,10 @@ func TestScriptRunTwice(t *testing.T) {
 	e.Hash = mfa.EventHash(e)
 	k := userKeys("alice")
 	p := position{ms: now.UnixMilli(), user: "alice", seq: 1}
-	twice("AppendEvent", func(string) (any, error) {
-		return appendEventScript.Run(ctx, s.rdb, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
-			0, 1, `{"user_id":"alice"}`, e.Hash, timesMember(p)).Int()
+	twice("AppendEvent", func(nonce string) (any, error) {
+		res, err := appendEventScript.Run(ctx, s.rdb, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
+			0, 1, `{"user_id":"alice"}`, e.Hash, timesMember(p), nonce).Slice()
+		return len(res), err
 	})
 	if n, err := s.rdb.XLen(ctx, k.auditLog()).Result(); err != nil || n != 1 {
 		t.Fatalf("the chain after an append run twice: %d events, %v; want 1", n, err)

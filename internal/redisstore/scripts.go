@@ -281,33 +281,34 @@ return 0
 `)
 
 // resetUserScript removes a user's factors and their state, recovery codes,
-// activation code and attempts, and increments the epoch. Pending factors
-// and sessions are left to expire: the epoch ends them.
+// activation code, attempts and last verification, and increments the
+// epoch. Pending factors and sessions are left to expire: the epoch ends
+// them.
 //
-// KEYS: f, step, wa, used, susp, rc, act, att, epoch, op. Returns the JSON
+// KEYS: f, step, wa, used, susp, rc, act, att, v, epoch, op. Returns the JSON
 // of the factors removed, one a line ("" for none). Run again for the same
 // call (op), it returns what the first run did, and changes nothing.
 var resetUserScript = redis.NewScript(`
-local done = redis.call('GET', KEYS[10])
+local done = redis.call('GET', KEYS[11])
 if done then
   return done
 end
 local removed = table.concat(redis.call('HVALS', KEYS[1]), '\n')
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
-redis.call('INCR', KEYS[9])
-redis.call('SET', KEYS[10], removed, 'PX', ` + opKeepMS + `)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
+redis.call('INCR', KEYS[10])
+redis.call('SET', KEYS[11], removed, 'PX', ` + opKeepMS + `)
 return removed
 `)
 
 // deleteFactorScript removes one confirmed factor and its state, the
-// recovery codes with the last factor, and increments the epoch, which ends
-// the pending factors too.
+// recovery codes with the last factor and the last verification, and
+// increments the epoch, which ends the pending factors too.
 //
-// KEYS: f, step, wa, used, susp, rc, epoch, op. ARGV: factor ID. Returns the
+// KEYS: f, step, wa, used, susp, rc, v, epoch, op. ARGV: factor ID. Returns the
 // factor's JSON, "" if the user has no such factor (nothing changed). Run
 // again for the same call (op), it returns what the first run did.
 var deleteFactorScript = redis.NewScript(`
-local done = redis.call('GET', KEYS[8])
+local done = redis.call('GET', KEYS[9])
 if done then
   return done
 end
@@ -321,8 +322,9 @@ end
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[6])
 end
-redis.call('INCR', KEYS[7])
-redis.call('SET', KEYS[8], js, 'PX', ` + opKeepMS + `)
+redis.call('DEL', KEYS[7])
+redis.call('INCR', KEYS[8])
+redis.call('SET', KEYS[9], js, 'PX', ` + opKeepMS + `)
 return js
 `)
 
@@ -347,20 +349,22 @@ return 0
 // head is still the one the event was made after.
 //
 // KEYS: head, log, times. ARGV: the Seq of the head read ("0" for none),
-// the event's Seq, its JSON, its hash, its member in times. Returns 1 if
-// appended, or if the head is this very event (a client retry of the
-// script); 0 if another event came first, changing nothing.
+// the event's Seq, its JSON, its hash, its member in times, the call's
+// nonce. Returns {1} if appended, or if the head is this call's event (a
+// client retry of the script: see opKey); {0, seq, hash} of the head if
+// another event came first, having changed nothing, so that the next
+// attempt need not read it.
 var appendEventScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'seq', 'hash')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'hash', 'op')
 local seq = h[1] or '0'
-if seq == ARGV[2] and h[2] == ARGV[4] then
-  return 1
+if seq == ARGV[2] and h[3] == ARGV[6] then
+  return {1}
 end
 if seq ~= ARGV[1] then
-  return 0
+  return {0, seq, h[2] or ''}
 end
 redis.call('XADD', KEYS[2], ARGV[2] .. '-0', 'e', ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[5])
-redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])
-return 1
+redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4], 'op', ARGV[6])
+return {1}
 `)
