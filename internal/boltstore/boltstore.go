@@ -307,7 +307,7 @@ func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, 
 			u.LockedUntil = now.Add(lim.Backoff(u.Lockouts))
 			u.Lockouts++
 		}
-		a.Factors = u.Factors
+		a.Factors, a.LockedUntil = u.Factors, u.LockedUntil
 		return true, nil
 	})
 	return a, err

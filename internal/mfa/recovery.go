@@ -74,7 +74,7 @@ func (s *Service) VerifyRecoveryCode(ctx context.Context, userID, code string, c
 	}
 	e := Event{UserID: userID, Time: now, Action: ActionVerifyRecovery, Result: ResultRejected}
 	if !ok {
-		if err := s.failed(ctx, e, c); err != nil {
+		if err := s.failed(ctx, e, c, att); err != nil {
 			return RecoveryResult{}, err
 		}
 		return RecoveryResult{Result: Result{Verdict: Rejected}}, nil

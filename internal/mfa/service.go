@@ -292,9 +292,6 @@ func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (Ne
 	if err := s.admit(&e, u, now); err != nil {
 		return NewEnrollment{}, err
 	}
-	if err := s.checkVerificationKept(ctx, e, u); err != nil {
-		return NewEnrollment{}, err
-	}
 	tok, err := secret.NewToken(s.o.Rand)
 	if err != nil {
 		return NewEnrollment{}, err
@@ -317,7 +314,9 @@ func (s *Service) CreateEnrollment(ctx context.Context, r EnrollmentRequest) (Ne
 
 // admit applies the enrolment rules to a new session e of user u: whether
 // its proof may open a session at all and, for a password-only first
-// factor, whether it needs an activation code (set on e).
+// factor, whether it needs an activation code (set on e). A reset or a
+// delete sets LastVerifiedAt to zero in the store, so a verification made
+// before one (perhaps with the factor removed) backs nothing after it.
 func (s *Service) admit(e *Enrollment, u User, now time.Time) error {
 	enrolled := len(u.Factors) > 0
 	switch e.Proof {
@@ -343,29 +342,6 @@ func (s *Service) admit(e *Enrollment, u User, now time.Time) error {
 		}
 	default:
 		return badField("proof", "must be PROOF_PASSWORD_ONLY, PROOF_STRONG or PROOF_EXISTING_FACTOR")
-	}
-	return nil
-}
-
-// checkVerificationKept refuses a PROOF_EXISTING_FACTOR session e of user
-// u when an administrator removed factors of the user (a reset or a
-// delete) since the verification that backs it: that verification may
-// have been made with the factor removed, and nothing begun before a reset
-// or a delete may serve after it. The removals are read from the audit
-// trail, since the store keeps LastVerifiedAt across them; a removal whose
-// event is not appended yet (a few milliseconds after the store changed)
-// is not seen.
-func (s *Service) checkVerificationKept(ctx context.Context, e Enrollment, u User) error {
-	if e.Proof != ProofExistingFactor {
-		return nil
-	}
-	evs, _, err := s.o.Store.Events(ctx, EventQuery{UserID: e.UserID, Since: u.LastVerifiedAt,
-		Actions: []Action{ActionUserReset, ActionFactorRemoved}, Limit: 1})
-	if err != nil {
-		return err
-	}
-	if len(evs) > 0 {
-		return refuse(ReasonNoFreshVerification, "PROOF_EXISTING_FACTOR: the user's factors were removed (%s) since the last verification: verify again", evs[0].Action)
 	}
 	return nil
 }
@@ -436,7 +412,7 @@ func (s *Service) activate(ctx context.Context, e Enrollment, codeHash string, n
 	err = s.o.Store.ActivateEnrollment(ctx, e.TokenHash, e.UserID, codeHash, now)
 	switch {
 	case errors.Is(err, ErrWrongCode):
-		if err := s.failed(ctx, Event{UserID: e.UserID, Time: now, Action: ActionVerifyActivation, Result: ResultRejected}, Client{}); err != nil {
+		if err := s.failed(ctx, Event{UserID: e.UserID, Time: now, Action: ActionVerifyActivation, Result: ResultRejected}, Client{}, att); err != nil {
 			return err
 		}
 		return failWith(ErrRefused, ReasonWrongActivationCode, err, "the activation code is wrong, expired or already used")
@@ -611,7 +587,7 @@ func (s *Service) VerifyTOTP(ctx context.Context, userID, code string, c Client)
 	if e.Result == ResultReplay {
 		s.log(ctx, slog.LevelWarn, "totp code replayed: its time step was already used", "user_id", userID, "factor_id", e.FactorID, "client_ip", clientOf(ctx, c).IP)
 	}
-	return answer(Result{Verdict: Rejected}, s.failed(ctx, e, c))
+	return answer(Result{Verdict: Rejected}, s.failed(ctx, e, c, att))
 }
 
 // answer is r, or the zero Result with err.
@@ -684,30 +660,22 @@ func (s *Service) lockedOut(ctx context.Context, a Action, userID string, att At
 }
 
 // failed records e, a failed attempt at a guessable secret counted by
-// StartAttempt, and, if the count locked the user, the lock (user.locked).
-//
-// StartAttempt does not say whether the attempt it counted locked the
-// user, so the user is read again: locked now, an attempt since this one
-// started locked them (this one, or a concurrent one, whose lock may then
-// be recorded twice).
-func (s *Service) failed(ctx context.Context, e Event, c Client) error {
+// StartAttempt as att, and, if that very attempt locked the user (only one
+// of attempts racing at the limit does), the lock (user.locked).
+func (s *Service) failed(ctx context.Context, e Event, c Client, att Attempt) error {
 	if e.Result != ResultReplay {
 		s.log(ctx, slog.LevelInfo, "verification refused", "user_id", e.UserID, "action", e.Action, "result", e.Result, "client_ip", clientOf(ctx, c).IP)
 	}
 	if err := s.record(ctx, e, c); err != nil {
 		return err
 	}
-	u, err := s.o.Store.User(ctx, e.UserID)
-	if err != nil {
-		return err
-	}
-	if !u.Locked(e.Time) {
+	if att.LockedUntil.IsZero() {
 		return nil
 	}
 	s.log(ctx, slog.LevelWarn, "user locked: too many failed attempts", "user_id", e.UserID,
-		"locked_until", u.LockedUntil, "client_ip", clientOf(ctx, c).IP, "actor", OriginFrom(ctx).Actor)
+		"locked_until", att.LockedUntil, "client_ip", clientOf(ctx, c).IP, "actor", OriginFrom(ctx).Actor)
 	return s.record(ctx, Event{UserID: e.UserID, Time: e.Time, Action: ActionUserLocked,
-		Reason: "too many failed attempts: locked until " + u.LockedUntil.UTC().Format(time.RFC3339)}, c)
+		Reason: "too many failed attempts: locked until " + att.LockedUntil.UTC().Format(time.RFC3339)}, c)
 }
 
 var dummySecret [totp.SecretSize]byte

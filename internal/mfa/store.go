@@ -369,7 +369,11 @@ type TOTP struct {
 // Attempt is the outcome of Store.StartAttempt.
 type Attempt struct {
 	// Locked: evaluate nothing, the user is locked until LockedUntil.
-	Locked      bool
+	Locked bool
+	// LockedUntil is, when Locked, the end of the lock; otherwise the end
+	// of the lock this very attempt set because its count reached
+	// lim.MaxFailures, zero if it set none. So of attempts racing at the
+	// limit, exactly one reports the lock it set.
 	LockedUntil time.Time
 	// Factors are the user's confirmed factors, when not Locked.
 	Factors []Factor

@@ -200,7 +200,7 @@ func decodeAttempt(res []any) (mfa.Attempt, error) {
 		}
 		return mfa.Attempt{Locked: true, LockedUntil: time.UnixMilli(ms).UTC(), Epoch: epoch}, nil
 	}
-	if len(res) != 6 || res[0] != int64(0) {
+	if len(res) != 7 || res[0] != int64(0) {
 		return mfa.Attempt{}, fmt.Errorf("unexpected script result of %d elements", len(res))
 	}
 	var hashes [4]map[string]string // f, used, wa, susp
@@ -218,7 +218,15 @@ func decodeAttempt(res []any) (mfa.Attempt, error) {
 	if err != nil {
 		return mfa.Attempt{}, err
 	}
-	return mfa.Attempt{Factors: fs, Epoch: epoch}, nil
+	a := mfa.Attempt{Factors: fs, Epoch: epoch}
+	ms, err := strconv.ParseInt(fmt.Sprint(res[6]), 10, 64)
+	if err != nil {
+		return mfa.Attempt{}, fmt.Errorf("lock: %w", err)
+	}
+	if ms != 0 {
+		a.LockedUntil = time.UnixMilli(ms).UTC()
+	}
+	return a, nil
 }
 
 // parseEpoch reads an epoch as the epoch key holds it; "" is 0.

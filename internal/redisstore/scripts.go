@@ -34,7 +34,7 @@ const opKeepMS = "60000"
 // TTL, then the lock lengths lim.Backoff(0), lim.Backoff(1), ... up to the
 // first that reaches the maximum (all in ms). Returns {1, locked until,
 // epoch} when locked, else {0, HGETALL f, HGETALL used, HGETALL wa, HGETALL
-// susp, epoch}.
+// susp, epoch, the lock end this attempt set (0 for none)}.
 var startAttemptScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local epoch = redis.call('GET', KEYS[6]) or '0'
@@ -69,7 +69,7 @@ redis.call('HSET', KEYS[1],
   'last_ms', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], string.format('%.0f', keep))
 return {0, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
-  redis.call('HGETALL', KEYS[5]), epoch}
+  redis.call('HGETALL', KEYS[5]), epoch, string.format('%.0f', locked_until)}
 `)
 
 // acceptTOTPStepScript advances a factor's last accepted step.

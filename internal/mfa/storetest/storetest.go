@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -971,6 +972,15 @@ func testLockBoundary(t *testing.T, s mfa.Store) {
 		if len(a.Factors) != 1 || a.Factors[0].ID != id {
 			t.Fatalf("attempt %d: factors %+v, want the user's one factor", i, a.Factors)
 		}
+		// The attempt that reaches the limit reports the lock it set; the
+		// ones before it none.
+		wantSet := time.Time{}
+		if i == limits.MaxFailures {
+			wantSet = t0.Add(limits.BaseLockout)
+		}
+		if !a.LockedUntil.Equal(wantSet) {
+			t.Fatalf("attempt %d: Attempt.LockedUntil %v, want %v", i, a.LockedUntil, wantSet)
+		}
 		if u := getUser(t, s, "alice"); i < limits.MaxFailures && !u.LockedUntil.IsZero() {
 			t.Fatalf("after attempt %d: LockedUntil %v, want zero", i, u.LockedUntil)
 		}
@@ -1524,12 +1534,19 @@ func testConcurrentAccept(t *testing.T, s mfa.Store) {
 func testConcurrentStartAttempt(t *testing.T, s mfa.Store) {
 	ctx := t.Context()
 	enroll(t, s, "alice", "00000000000000a1", 100)
+	var setLock atomic.Int64
 	evaluated := race(t, 50, func(int) (bool, error) {
 		a, err := s.StartAttempt(ctx, "alice", t0, limits)
+		if err == nil && !a.Locked && !a.LockedUntil.IsZero() {
+			setLock.Add(1)
+		}
 		return err == nil && !a.Locked, err
 	})
 	if evaluated != limits.MaxFailures {
 		t.Fatalf("50 attempts at once: %d evaluated, want exactly %d", evaluated, limits.MaxFailures)
+	}
+	if n := setLock.Load(); n != 1 {
+		t.Fatalf("50 attempts at once: %d report setting the lock, want exactly 1", n)
 	}
 }
 
