@@ -55,6 +55,7 @@ const (
 
 // env is a server on a loopback listener and clients for it.
 type env struct {
+	httpAddr  string // "" unless the test's config sets HTTPAddr
 	clock     *clock
 	portal    sfv1.SecondFactorServiceClient
 	admin     sfv1.AdminServiceClient
@@ -110,7 +111,7 @@ func newEnv(t testing.TB, kind string, o envOptions) *env {
 	addrs := servertest.Start(t, cfg, discardLogger(), server.WithClock(clk.Now))
 	conn := dial(t, addrs.GRPC)
 	return &env{
-		clock: clk, conn: conn, redisAddr: redisAddr,
+		clock: clk, conn: conn, redisAddr: redisAddr, httpAddr: addrs.HTTP,
 		portal: sfv1.NewSecondFactorServiceClient(conn),
 		admin:  sfv1.NewAdminServiceClient(conn),
 	}

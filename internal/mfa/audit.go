@@ -145,10 +145,14 @@ func (s *Service) record(ctx context.Context, e Event, c Client) error {
 	e.ClientIP, e.UserAgent = c.IP, c.UserAgent
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
-	if _, err := s.o.Store.AppendEvent(actx, e); err != nil {
+	stored, err := s.o.Store.AppendEvent(actx, e)
+	if err != nil {
 		s.log(ctx, slog.LevelError, "audit event not written: the change is made but the trail misses it",
 			"user_id", e.UserID, "action", e.Action, "result", e.Result, "factor_id", e.FactorID, "error", err)
 		return fmt.Errorf("audit %s: %w", e.Action, err)
+	}
+	if s.o.OnEvent != nil {
+		s.o.OnEvent(stored)
 	}
 	return nil
 }

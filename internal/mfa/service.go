@@ -56,6 +56,9 @@ type Options struct {
 	Now    func() time.Time // the clock; time.Now if nil
 	Rand   io.Reader        // randomness for secrets; crypto/rand if nil
 	Logger *slog.Logger
+	// OnEvent, if set, is called with each audit event once it is stored
+	// (metrics count them). It must not block.
+	OnEvent func(Event)
 }
 
 // DefaultOptions returns the settings New takes where Options leaves them

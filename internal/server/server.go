@@ -151,8 +151,16 @@ func (s *Server) build(cfg config.Config, store mfa.Store, ring *seal.Ring, call
 	if err != nil {
 		return fmt.Errorf("webauthn settings (-webauthn-*): %w", err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "secondfactor_audit_events_total",
+		Help: "Audit events by action and result: verifications by method and verdict (verify.*), locks (user.locked), suspensions (factor.suspended), resets, ...",
+	}, []string{"action", "result"})
+	reg.MustRegister(events)
 	mo := cfg.MFA()
 	mo.Store, mo.Ring, mo.RP, mo.Logger, mo.Now = store, ring, rp, s.log, s.now
+	mo.OnEvent = func(e mfa.Event) { events.WithLabelValues(string(e.Action), e.Result).Inc() }
 	svc, err := mfa.New(mo)
 	if err != nil {
 		return err
@@ -161,8 +169,6 @@ func (s *Server) build(cfg config.Config, store mfa.Store, ring *seal.Ring, call
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.grpc = grpcapi.New(grpcapi.Options{
 		Service: svc, Callers: callers, Logger: s.log, TLS: creds,
 		MaxRequestBytes: cfg.MaxRequestBytes, Metrics: reg,
