@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -158,9 +159,16 @@ func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error)
 	}
 	e.Time = time.UnixMilli(e.Time.UnixMilli()).UTC()
 	k := userKeys(e.UserID)
-	head, err := s.rdb.HMGet(ctx, k.auditHead(), "seq", "hash").Result()
-	if err != nil {
-		return mfa.Event{}, storeError("append event: read the chain's head", err)
+	// The head this process last saw saves a round trip; if another
+	// replica appended since, the script refuses it and returns the real
+	// one.
+	head, ok := s.heads.get(e.UserID)
+	if !ok {
+		var err error
+		head, err = s.rdb.HMGet(ctx, k.auditHead(), "seq", "hash").Result()
+		if err != nil {
+			return mfa.Event{}, storeError("append event: read the chain's head", err)
+		}
 	}
 	nonce := newNonce()
 	for try := 0; try < appendTries; try++ {
@@ -169,11 +177,16 @@ func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error)
 				return mfa.Event{}, storeError("append event", err)
 			}
 		}
-		var out mfa.Event
-		out, head, err = s.tryAppend(ctx, k, e, head, nonce)
-		if err != nil || head == nil {
+		out, next, err := s.tryAppend(ctx, k, e, head, nonce)
+		switch {
+		case err != nil:
+			s.heads.forget(e.UserID)
 			return out, err
+		case next == nil:
+			s.heads.put(e.UserID, []any{strconv.FormatUint(out.Seq, 10), out.Hash})
+			return out, nil
 		}
+		head = next
 	}
 	return mfa.Event{}, fmt.Errorf("redisstore: append event: overtaken %d times by other appends to %q's chain", appendTries, e.UserID)
 }
@@ -503,4 +516,43 @@ func (s *Store) ChainUsers(ctx context.Context, after string, n int) ([]string, 
 		minBound = "(" + users[len(users)-1]
 	}
 	return out, nil
+}
+
+// maxCachedHeads bounds the chain heads a Store remembers.
+const maxCachedHeads = 100_000
+
+// headCache remembers the last head (seq, hash, as HMGET returns them) this
+// process saw of each chain, so that an append need not read it first. It
+// is a hint: the append script checks it against the stored head. Full, it
+// starts over.
+type headCache struct {
+	mu    sync.Mutex
+	max   int
+	heads map[string][]any
+}
+
+func newHeadCache(max int) *headCache {
+	return &headCache{max: max, heads: make(map[string][]any)}
+}
+
+func (c *headCache) get(userID string) ([]any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.heads[userID]
+	return h, ok
+}
+
+func (c *headCache) put(userID string, head []any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.heads) >= c.max {
+		clear(c.heads)
+	}
+	c.heads[userID] = head
+}
+
+func (c *headCache) forget(userID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.heads, userID)
 }

@@ -70,14 +70,15 @@ import (
 
 // Store is an mfa.Store on Redis. It is safe for concurrent use.
 type Store struct {
-	rdb redis.UniversalClient
+	rdb   redis.UniversalClient
+	heads *headCache
 }
 
 var _ mfa.Store = (*Store)(nil)
 
 // New returns a Store on rdb. The caller keeps ownership of rdb and closes it.
 func New(rdb redis.UniversalClient) *Store {
-	return &Store{rdb: rdb}
+	return &Store{rdb: rdb, heads: newHeadCache(maxCachedHeads)}
 }
 
 // keys names the keys of one user.
