@@ -211,8 +211,9 @@ middle of a shift. Check the identity first by other means, and say how and
 why in -reason (it goes to the audit trail and to the review). Prints the
 code (shown only here), its expiry and the bypass id. The user types the code
 where a recovery code goes: it lets them in once, before it expires (-ttl,
-1m to 1h, default 1h), counted against their failed-attempt lock; it is not a
-verification of a factor, so it enrols and manages nothing. A new code for
+1m to 1h, default 1h), counted against their failed-attempt lock (while they
+are locked it is not evaluated: see "factors list", "user unlock"); it is not
+a verification of a factor, so it enrols and manages nothing. A new code for
 the same user replaces the previous one. Another administrator then reviews
 it ("audit review", "bypass review"). A server run with -bypass off refuses.
 Needs the "admin" role.`,
