@@ -168,7 +168,11 @@ func runVerifyTOTP(ctx context.Context, a *app, cmd *command, args []string) err
 func runVerifyRecovery(ctx context.Context, a *app, cmd *command, args []string) error {
 	return runVerify(ctx, a, cmd, args, func(ctx context.Context, c sfv1.SecondFactorServiceClient, user, code string, client *sfv1.ClientInfo) (verdict sfv1.Verdict, retry *durationpb.Duration, note string, err error) {
 		resp, err := c.VerifyRecoveryCode(ctx, &sfv1.VerifyRecoveryCodeRequest{UserId: user, Code: code, Client: client})
-		if resp.GetVerdict() == sfv1.Verdict_VERDICT_ACCEPTED {
+		switch {
+		case resp.GetVerdict() != sfv1.Verdict_VERDICT_ACCEPTED:
+		case resp.GetBypass():
+			note = " (a bypass code, now used up: no factor was verified)"
+		default:
 			note = fmt.Sprintf(" (%d recovery codes left)", resp.GetRemaining())
 		}
 		return resp.GetVerdict(), resp.GetRetryAfter(), note, err

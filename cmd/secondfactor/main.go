@@ -2,8 +2,9 @@
 // mints caller tokens, looks users up, opens enrolments, issues activation
 // codes, enrols a TOTP factor from the terminal and checks codes; for
 // administrators, it lists, deletes and enables factors, resets and unlocks
-// users, and reads and verifies the audit trail. It is a gRPC client of the
-// server; run "secondfactor -h" for the subcommands.
+// users, issues and reviews break-glass bypass codes, and reads and
+// verifies the audit trail. It is a gRPC client of the server; run
+// "secondfactor -h" for the subcommands.
 package main
 
 import (
@@ -146,7 +147,8 @@ up. Every rejection counts towards the user's lockout. Needs the "portal" role.`
 		help: `Calls VerifyRecoveryCode and prints ACCEPTED with the number of codes left,
 REJECTED, or LOCKED with the time until the next attempt is evaluated. An
 accepted code is used up. Dashes, spaces and case do not matter. Wrong codes
-count towards the same lockout as TOTP codes. Needs the "portal" role.`,
+count towards the same lockout as TOTP codes. A bypass code from "bypass
+issue" is checked here too: ACCEPTED then says so. Needs the "portal" role.`,
 		run: runVerifyRecovery,
 	},
 	{
@@ -202,6 +204,22 @@ to the audit trail. Needs the "admin" role.`,
 		run: runUserUnlock,
 	},
 	{
+		name: "bypass issue", synopsis: "USER_ID -reason TEXT [-ttl DURATION] [-json]",
+		summary: "issue a one-time break-glass code for a user who lost every factor",
+		help: `Calls Admin.IssueBypassCode, for a professional who lost every factor in the
+middle of a shift. Check the identity first by other means, and say how and
+why in -reason (it goes to the audit trail and to the review). Prints the
+code (shown only here), its expiry and the bypass id. The user types the code
+where a recovery code goes: it lets them in once, before it expires (-ttl,
+1m to 1h, default 1h), counted against their failed-attempt lock (while they
+are locked it is not evaluated: see "factors list", "user unlock"); it is not
+a verification of a factor, so it enrols and manages nothing. A new code for
+the same user replaces the previous one. Another administrator then reviews
+it ("audit review", "bypass review"). A server run with -bypass off refuses.
+Needs the "admin" role.`,
+		run: runBypassIssue,
+	},
+	{
 		name: "audit list", synopsis: "[USER_ID] [-since WHEN] [-until WHEN] [-action ACTION] [-limit N] [-all] [-json]",
 		summary: "read the audit trail, newest first, of one user or all",
 		help: `Calls Admin.ListAuditEvents and prints the events, newest first: time, id
@@ -227,6 +245,28 @@ prints OK with the number of events checked, or BROKEN with the first broken
 event (USER_ID/SEQ) and what is wrong with it. The exit status is 0 only when
 the chains are intact. Needs the "admin" role.`,
 		run: runAuditVerify,
+	},
+	{
+		name: "audit review", synopsis: "[-since WHEN] [-until WHEN] [-json]",
+		summary: "list every bypass code of a period, used or not, and whether it was reviewed",
+		help: `Calls Admin.ListBypasses for every page and prints the bypasses issued in
+the period, newest first: when, the bypass id, the user, the administrator who
+issued it, its expiry, when it was used ("unused" if never: an unused code
+expired, or was replaced by a later one for the same user), who reviewed it
+("NOT REVIEWED" until someone does), the reason and the review note. Stderr
+says how many are not reviewed. -since and -until take an RFC 3339 time, a
+date (UTC) or a duration before now (24h); without them, every bypass. Needs
+the "admin" role.`,
+		run: runAuditReview,
+	},
+	{
+		name: "bypass review", synopsis: "BYPASS_ID -note TEXT [-json]",
+		summary: "sign off a bypass code issued by another administrator",
+		help: `Calls Admin.ReviewBypass: records that you, a second administrator, reviewed
+the bypass (say what you checked in -note: it goes to the audit trail). The
+administrator who issued it cannot review it, and a bypass is reviewed once.
+Needs the "admin" role.`,
+		run: runBypassReview,
 	},
 }
 
@@ -265,6 +305,10 @@ Administration (role "admin"; every change needs -reason):
   secondfactor user reset alice -reason "lost phone, identity checked by video call"
   secondfactor audit list alice -since 24h
   secondfactor audit verify
+Break-glass (a second administrator reviews each bypass):
+  secondfactor bypass issue alice -reason "lost every factor, identity checked by video call"
+  secondfactor audit review -since 168h
+  secondfactor bypass review <bypass id> -note "called the ward back: she was on shift"
 A caller for a remote server (add line 2 to its SECONDFACTOR_CALLERS):
   secondfactor token new -name ops-alice -role admin
 

@@ -196,6 +196,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"audit", "list", "-limit", "1001"}, 2, "-limit 1001: want 1 to 1000"},
 		{[]string{"audit", "verify", "alice", "bob"}, 2, "want at most USER_ID"},
 		{[]string{"audit", "verify", " "}, 2, "USER_ID is empty"},
+		{[]string{"bypass"}, 2, "bypass wants one of: issue, review"},
+		{[]string{"bypass", "issue", "alice"}, 2, "-reason is required"},
+		{[]string{"bypass", "issue", "alice", "-reason", "lost phone", "-ttl", "61m"}, 2, "-ttl 1h1m0s: want 1m0s to 1h0m0s"},
+		{[]string{"bypass", "issue", "alice", "-reason", "lost phone", "-ttl", "30s"}, 2, "-ttl 30s: want 1m0s to 1h0m0s"},
+		{[]string{"bypass", "review", "b1"}, 2, "-note is required"},
+		{[]string{"bypass", "review", "-note", "ok"}, 2, "want BYPASS_ID"},
+		{[]string{"audit", "review", "alice"}, 2, `unexpected argument "alice"`},
+		{[]string{"audit", "review", "-since", "last week"}, 2, `-since "last week": want an RFC 3339 time`},
 	}
 	for _, tt := range tests {
 		r := runCLI(t, nil, "", tt.args...)

@@ -61,6 +61,7 @@ type Config struct {
 	EnrollmentTTL     time.Duration
 	ActivationTTL     time.Duration
 	FreshVerification time.Duration
+	Bypass            string // "on" or "off": administrators' bypass codes
 	PublicURL         string
 	ReturnURLs        []string
 
@@ -167,6 +168,7 @@ func (c *Config) define(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EnrollmentTTL, "enrollment-ttl", mo.EnrollmentTTL, "lifetime of an enrolment session")
 	fs.DurationVar(&c.ActivationTTL, "activation-ttl", mo.ActivationTTL, "lifetime of an activation code")
 	fs.DurationVar(&c.FreshVerification, "fresh-verification", mo.FreshVerification, "how recent a verification must be to back PROOF_EXISTING_FACTOR")
+	fs.StringVar(&c.Bypass, "bypass", "on", "break-glass bypass codes: on (administrators may issue one-time codes, accepted at login as recovery codes) or off (none issued or accepted)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of the web UI, e.g. https://mfa.example.org (enrolment links)")
 	fs.Var(listFlag{&c.ReturnURLs}, "return-urls", "allowed return URLs after enrolment or verification, exact match, comma-separated")
 	fs.StringVar(&c.WebAuthnRPID, "webauthn-rp-id", "localhost", "WebAuthn relying party ID: the portal's domain, e.g. portal.example (not an IP address)")
@@ -256,6 +258,7 @@ func (c Config) MFA() mfa.Options {
 	o.EnrollmentTTL = c.EnrollmentTTL
 	o.ActivationTTL = c.ActivationTTL
 	o.FreshVerification = c.FreshVerification
+	o.DisableBypass = c.Bypass == "off"
 	o.EnrollURL = c.enrollURL()
 	o.ReturnURLs = c.ReturnURLs
 	return o
@@ -307,6 +310,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 16<<20 {
 		bad("-max-request-bytes %d: want 1024 to 16777216", c.MaxRequestBytes)
+	}
+	if c.Bypass != "on" && c.Bypass != "off" {
+		bad("-bypass %q: want on or off", c.Bypass)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -53,6 +53,7 @@ func TestLoadDefaults(t *testing.T) {
 		EnrollmentTTL:     15 * time.Minute,
 		ActivationTTL:     time.Hour,
 		FreshVerification: 5 * time.Minute,
+		Bypass:            "on",
 		MaxRequestBytes:   64 << 10,
 		LogLevel:          "info",
 
@@ -288,6 +289,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"relative return url", []string{"-return-urls", "/done"}, []string{`-return-urls "/done": want an absolute http(s) URL`}},
 		{"javascript return url", []string{"-return-urls", "https://ok.example/,javascript:alert(1)"}, []string{`-return-urls "javascript:alert(1)": want an absolute http(s) URL`}},
 		{"max request bytes too small", []string{"-max-request-bytes", "100"}, []string{"-max-request-bytes 100: want 1024 to 16777216"}},
+		{"bad bypass", []string{"-bypass", "yes"}, []string{`-bypass "yes": want on or off`}},
 		{"bad log level", []string{"-log-level", "verbose"}, []string{`-log-level "verbose": want debug, info, warn or error`}},
 		{"empty data dir", []string{"-data-dir", ""}, []string{"-data-dir: must not be empty"}},
 		{"rp id with a scheme", []string{"-webauthn-rp-id", "https://portal.example", "-webauthn-origins", "https://portal.example"}, []string{
@@ -518,7 +520,7 @@ func TestMFAAndPasskey(t *testing.T) {
 	c, err := load(t, []string{
 		"-enrollment-policy", "strong-only", "-issuer", "Portail Pro", "-totp-algorithm", "SHA512", "-totp-digits", "8",
 		"-max-failures", "3", "-lockout-base", "1m", "-lockout-max", "2h", "-failure-ttl", "3h",
-		"-enrollment-ttl", "20m", "-activation-ttl", "2h", "-fresh-verification", "1m",
+		"-enrollment-ttl", "20m", "-activation-ttl", "2h", "-fresh-verification", "1m", "-bypass", "off",
 		"-public-url", "https://mfa.example.org/", "-return-urls", "https://portal.example/done",
 		"-webauthn-rp-id", "portal.example", "-webauthn-rp-name", "Portail", "-webauthn-origins", "https://portal.example",
 		"-webauthn-user-verification", "required", "-webauthn-resident-key", "preferred", "-webauthn-attestation", "direct",
@@ -534,6 +536,7 @@ func TestMFAAndPasskey(t *testing.T) {
 	wantMFA.EnrollmentTTL, wantMFA.ActivationTTL, wantMFA.FreshVerification = 20*time.Minute, 2*time.Hour, time.Minute
 	wantMFA.EnrollURL = "https://mfa.example.org/enroll/"
 	wantMFA.ReturnURLs = []string{"https://portal.example/done"}
+	wantMFA.DisableBypass = true
 	if diff := cmp.Diff(wantMFA, c.MFA()); diff != "" {
 		t.Errorf("MFA() mismatch (-want +got):\n%s", diff)
 	}

@@ -15,8 +15,8 @@ import (
 // they are, for toStatus. The flows check every argument (a change without a
 // reason is refused there) and take the administrator's name and the request
 // id from the call's origin (see withOrigin). No method reads or sets a
-// factor's secret: IssueActivationCode returns a new code, once, and nothing
-// else returns a secret.
+// factor's secret: IssueActivationCode and IssueBypassCode return a new
+// code, once, and nothing else returns a secret.
 type adminAPI struct {
 	sfv1.UnimplementedAdminServiceServer
 	svc *mfa.Service
@@ -69,6 +69,64 @@ func (a *adminAPI) IssueActivationCode(ctx context.Context, r *sfv1.IssueActivat
 		return nil, err
 	}
 	return &sfv1.IssueActivationCodeResponse{Code: code.Reveal(), ExpiresAt: timestamppb.New(expires)}, nil
+}
+
+func (a *adminAPI) IssueBypassCode(ctx context.Context, r *sfv1.IssueBypassCodeRequest) (*sfv1.IssueBypassCodeResponse, error) {
+	var ttl time.Duration
+	if d := r.GetTtl(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return nil, &mfa.FieldError{Field: "ttl", Problem: "not a valid duration"}
+		}
+		ttl = d.AsDuration()
+	}
+	b, err := a.svc.IssueBypassCode(ctx, r.GetUserId(), r.GetReason(), ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &sfv1.IssueBypassCodeResponse{Code: b.Code.Reveal(), ExpiresAt: timestamppb.New(b.ExpiresAt), BypassId: b.ID}, nil
+}
+
+func (a *adminAPI) ListBypasses(ctx context.Context, r *sfv1.ListBypassesRequest) (*sfv1.ListBypassesResponse, error) {
+	q := mfa.BypassQuery{Limit: int(r.GetLimit()), Cursor: r.GetPageToken()}
+	var err error
+	if q.Since, err = timeOf("since", r.GetSince()); err != nil {
+		return nil, err
+	}
+	if q.Until, err = timeOf("until", r.GetUntil()); err != nil {
+		return nil, err
+	}
+	bs, next, err := a.svc.ListBypasses(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := &sfv1.ListBypassesResponse{Bypasses: make([]*sfv1.Bypass, len(bs)), NextPageToken: next}
+	for i, b := range bs {
+		out.Bypasses[i] = bypassPB(b)
+	}
+	return out, nil
+}
+
+func (a *adminAPI) ReviewBypass(ctx context.Context, r *sfv1.ReviewBypassRequest) (*sfv1.ReviewBypassResponse, error) {
+	b, err := a.svc.ReviewBypass(ctx, r.GetBypassId(), r.GetNote())
+	if err != nil {
+		return nil, err
+	}
+	return &sfv1.ReviewBypassResponse{Bypass: bypassPB(b)}, nil
+}
+
+func bypassPB(b mfa.Bypass) *sfv1.Bypass {
+	out := &sfv1.Bypass{
+		BypassId: b.ID, UserId: b.UserID, IssuedBy: b.IssuedBy, Reason: b.Reason,
+		IssuedAt: timestamppb.New(b.IssuedAt), ExpiresAt: timestamppb.New(b.ExpiresAt),
+		ReviewedBy: b.ReviewedBy, ReviewNote: b.ReviewNote,
+	}
+	if !b.UsedAt.IsZero() {
+		out.UsedAt = timestamppb.New(b.UsedAt)
+	}
+	if !b.ReviewedAt.IsZero() {
+		out.ReviewedAt = timestamppb.New(b.ReviewedAt)
+	}
+	return out
 }
 
 func (a *adminAPI) ListAuditEvents(ctx context.Context, r *sfv1.ListAuditEventsRequest) (*sfv1.ListAuditEventsResponse, error) {

@@ -137,7 +137,7 @@ func (a *portalAPI) VerifyRecoveryCode(ctx context.Context, r *sfv1.VerifyRecove
 	if err != nil {
 		return nil, err
 	}
-	out := &sfv1.VerifyRecoveryCodeResponse{Verdict: verdictPB(res.Verdict), Remaining: uint32(res.Remaining)}
+	out := &sfv1.VerifyRecoveryCodeResponse{Verdict: verdictPB(res.Verdict), Remaining: uint32(res.Remaining), Bypass: res.Bypass}
 	if res.Verdict == mfa.Locked {
 		out.RetryAfter = durationpb.New(res.RetryAfter)
 	}

@@ -34,6 +34,9 @@ import (
 //	                      given while the user is locked (an accepted one is enrollment.activated)
 //	activation.issued     Reason (an administrator's IssueActivationCode)
 //	recovery.regenerated  the user replaced their recovery codes
+//	bypass.issued         FactorID: the bypass's ID; Reason (an administrator's IssueBypassCode)
+//	verify.bypass         FactorID: the bypass's ID; Result accepted (a wrong or locked code is verify.recovery)
+//	bypass.reviewed       FactorID: the bypass's ID; Reason: the reviewer's note (ReviewBypass)
 //
 // No event holds a secret: no code, token, key or hash of one.
 const (
@@ -62,6 +65,7 @@ func Actions() []Action {
 		ActionFactorSuspended, ActionFactorEnabled, ActionUserReset, ActionUserLocked, ActionUserUnlocked,
 		ActionVerifyTOTP, ActionVerifyWebAuthn, ActionVerifyRecovery, ActionVerifyActivation,
 		ActionActivationIssued, ActionRecoveryRegenerated,
+		ActionBypassIssued, ActionVerifyBypass, ActionBypassReviewed,
 	}
 }
 

@@ -56,6 +56,8 @@ type envOptions struct {
 	limits   mfa.Limits // zero: limits
 	// wrap, if set, wraps the store the service talks to.
 	wrap func(mfa.Store) mfa.Store
+	// disableBypass refuses bypass codes (mfa.Options.DisableBypass).
+	disableBypass bool
 }
 
 // logBuffer is a log that goroutines may write to at once.
@@ -141,6 +143,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		PendingTTL:        pendingTTL,
 		ActivationTTL:     activationTTL,
 		FreshVerification: freshVerification,
+		DisableBypass:     o.disableBypass,
 		Now:               clk.Now,
 		Rand:              &lockedReader{r: rand.NewChaCha8(seed)},
 		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

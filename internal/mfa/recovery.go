@@ -44,10 +44,15 @@ func (s *Service) firstFactorCodes(e Enrollment) ([]secret.String, []string, err
 type RecoveryResult struct {
 	Result
 	Remaining int
+	// Bypass: the code accepted was the user's bypass code (bypass.go),
+	// not a recovery code.
+	Bypass bool
 }
 
-// VerifyRecoveryCode consumes one of the user's recovery codes. Attempts
-// count against the same failure lock as TOTP.
+// VerifyRecoveryCode consumes one of the user's recovery codes or, if the
+// code is none of them, the user's bypass code (IssueBypassCode; then the
+// result says Bypass). Attempts count against the same failure lock as
+// TOTP: a wrong code is one failure, whichever it was meant to be.
 func (s *Service) VerifyRecoveryCode(ctx context.Context, userID, code string, c Client) (RecoveryResult, error) {
 	if err := checkUserID(userID); err != nil {
 		return RecoveryResult{}, err
@@ -74,6 +79,13 @@ func (s *Service) VerifyRecoveryCode(ctx context.Context, userID, code string, c
 	}
 	e := Event{UserID: userID, Time: now, Action: ActionVerifyRecovery, Result: ResultRejected}
 	if !ok {
+		bypassed, err := s.tryBypass(ctx, userID, hash, c, now)
+		if err != nil {
+			return RecoveryResult{}, err
+		}
+		if bypassed {
+			return RecoveryResult{Result: Result{Verdict: Accepted}, Remaining: remaining, Bypass: true}, nil
+		}
 		if err := s.failed(ctx, e, c, att); err != nil {
 			return RecoveryResult{}, err
 		}

@@ -52,6 +52,7 @@ type Options struct {
 	FreshVerification time.Duration // how recent a verification backs PROOF_EXISTING_FACTOR
 	EnrollURL         string        // base of the hosted enrolment page, e.g. https://mfa.example/enroll/
 	ReturnURLs        []string      // allowed return URLs, exact match
+	DisableBypass     bool          // refuse bypass codes: none is issued or accepted (bypass.go)
 
 	Now    func() time.Time // the clock; time.Now if nil
 	Rand   io.Reader        // randomness for secrets; crypto/rand if nil

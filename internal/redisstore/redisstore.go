@@ -22,6 +22,7 @@
 //	{u:ID}:p:<factorID>  hash  factor (JSON), expires_ms, epoch: a pending factor
 //	{u:ID}:act           hash  hash, expires_ms: the activation code
 //	{u:ID}:e:<tokenHash> hash  an enrolment session, field by field, with its epoch
+//	{u:ID}:bp            hash  the user's bypass codes (see bypass.go)
 //	{u:ID}:audit         stream  the user's audit chain: entry <seq>-0, field e = the event's JSON
 //	{u:ID}:audit:head    hash  seq, hash, op: the last event appended, and the
 //	                           nonce of its call (see opKey)
@@ -30,6 +31,7 @@
 //	audit:users          sorted set  the users that have a chain
 //	e:<tokenHash>        string  user ID: finds a session from its token alone
 //	cred:<hex of ID>     string  user ID: reserves a WebAuthn credential ID
+//	bp:<ID>, bypass:idx  a bypass's user, and every bypass by time (see bypass.go)
 //	ch:<id>              string  JSON of an mfa.Challenge and its expires_ms
 //
 // The keys without a user's hash tag lie in slots of their own: a script of

@@ -116,7 +116,8 @@ const (
 	Proof_PROOF_STRONG Proof = 2
 	// The user verified an existing factor of theirs moments ago (VerifyTOTP,
 	// WebAuthn login or a recovery code, within the server's
-	// fresh-verification window). Needed to add a factor to a user who has one.
+	// fresh-verification window; a bypass code is no verification). Needed to
+	// add a factor to a user who has one.
 	Proof_PROOF_EXISTING_FACTOR Proof = 3
 )
 
@@ -1589,9 +1590,10 @@ type VerifyRecoveryCodeResponse struct {
 	RetryAfter *durationpb.Duration   `protobuf:"bytes,2,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	// Recovery codes left after this one, when accepted.
 	Remaining uint32 `protobuf:"varint,3,opt,name=remaining,proto3" json:"remaining,omitempty"`
-	// True when the accepted code was an administrator's one-time bypass code
-	// rather than a recovery code. Not implemented yet: always false (bypass
-	// codes are not issued yet, see AdminService.IssueBypassCode).
+	// True when the accepted code was the user's one-time bypass code
+	// (AdminService.IssueBypassCode) rather than a recovery code: the user is
+	// let in this once, but this login backs no PROOF_EXISTING_FACTOR session.
+	// `remaining` then counts the recovery codes, untouched.
 	Bypass        bool `protobuf:"varint,4,opt,name=bypass,proto3" json:"bypass,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2548,7 +2550,7 @@ type IssueBypassCodeRequest struct {
 	// How the identity was checked and why a bypass, for the audit trail and
 	// the second administrator's review. Required.
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// Lifetime of the code: at most one hour (the default).
+	// Lifetime of the code: 1 minute to 1 hour; unset (or zero) for 1 hour.
 	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2607,10 +2609,12 @@ func (x *IssueBypassCodeRequest) GetTtl() *durationpb.Duration {
 
 type IssueBypassCodeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The bypass code, shown only here.
-	Code      string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The bypass code, shown only here: 16 characters in groups of four, to be
+	// read to the user, who types it where a recovery code goes.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// From this time on, the code is not accepted.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	// The bypass's identifier, for ReviewBypass.
+	// The bypass's identifier (16 hex digits), for ReviewBypass.
 	BypassId      string `protobuf:"bytes,3,opt,name=bypass_id,json=bypassId,proto3" json:"bypass_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2767,13 +2771,17 @@ type AuditEvent struct {
 	// "factor.added", "factor.removed", "factor.suspended", "factor.enabled",
 	// "user.reset", "user.locked", "user.unlocked", "verify.totp",
 	// "verify.webauthn", "verify.recovery", "verify.activation" (a wrong
-	// activation code), "activation.issued", "recovery.regenerated".
+	// activation code), "activation.issued", "recovery.regenerated",
+	// "bypass.issued", "verify.bypass" (a bypass code accepted at login; a
+	// wrong one is "verify.recovery"), "bypass.reviewed".
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The API caller that made the request (portal or admin name).
 	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
-	// The administrator's reason, when there is one.
-	Reason   string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The administrator's reason, when there is one ("bypass.reviewed": the
+	// reviewer's note).
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The factor concerned; for "bypass.*" and "verify.bypass", the bypass_id.
 	FactorId string `protobuf:"bytes,6,opt,name=factor_id,json=factorId,proto3" json:"factor_id,omitempty"`
 	// The event's identifier, "<user_id>/<seq>": its chain (the user's) and
 	// its position in it, from 1.
@@ -3086,9 +3094,14 @@ func (x *VerifyAuditTrailResponse) GetProblem() string {
 
 type ListBypassesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The period, by time of issue; unset bounds are open.
-	Since         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
-	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	// The period, by time of issue: at or after `since` and before `until`;
+	// unset bounds are open. With both, `until` must be after `since`.
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	// At most this many bypasses (default 100, at most 1000).
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The next_page_token of the previous page; empty for the first.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3137,16 +3150,34 @@ func (x *ListBypassesRequest) GetUntil() *timestamppb.Timestamp {
 	return nil
 }
 
-// Bypass is a break-glass code's story: issued, used, reviewed.
+func (x *ListBypassesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListBypassesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Bypass is a break-glass code's story: issued, used, reviewed. It never
+// holds the code.
 type Bypass struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	BypassId  string                 `protobuf:"bytes,1,opt,name=bypass_id,json=bypassId,proto3" json:"bypass_id,omitempty"`
-	UserId    string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BypassId string                 `protobuf:"bytes,1,opt,name=bypass_id,json=bypassId,proto3" json:"bypass_id,omitempty"`
+	UserId   string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The administrator (API caller) who issued it, and their reason.
 	IssuedBy  string                 `protobuf:"bytes,3,opt,name=issued_by,json=issuedBy,proto3" json:"issued_by,omitempty"`
 	Reason    string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	IssuedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	// Unset while unused.
+	// When it was accepted at login; unset while unused. An unused bypass
+	// past `expires_at`, or replaced by a later one for the same user, is
+	// accepted no more.
 	UsedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=used_at,json=usedAt,proto3" json:"used_at,omitempty"`
 	// The second administrator and their note; unset while not reviewed.
 	ReviewedBy    string                 `protobuf:"bytes,8,opt,name=reviewed_by,json=reviewedBy,proto3" json:"reviewed_by,omitempty"`
@@ -3257,8 +3288,10 @@ func (x *Bypass) GetReviewedAt() *timestamppb.Timestamp {
 }
 
 type ListBypassesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Bypasses      []*Bypass              `protobuf:"bytes,1,rep,name=bypasses,proto3" json:"bypasses,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Bypasses []*Bypass              `protobuf:"bytes,1,rep,name=bypasses,proto3" json:"bypasses,omitempty"`
+	// Pass it as page_token for the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3300,10 +3333,17 @@ func (x *ListBypassesResponse) GetBypasses() []*Bypass {
 	return nil
 }
 
+func (x *ListBypassesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type ReviewBypassRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	BypassId string                 `protobuf:"bytes,1,opt,name=bypass_id,json=bypassId,proto3" json:"bypass_id,omitempty"`
-	// What the reviewer checked. Required.
+	// What the reviewer checked. Required, at most 512 bytes.
 	Note          string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3354,7 +3394,9 @@ func (x *ReviewBypassRequest) GetNote() string {
 }
 
 type ReviewBypassResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bypass, reviewed.
+	Bypass        *Bypass `protobuf:"bytes,1,opt,name=bypass,proto3" json:"bypass,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3387,6 +3429,13 @@ func (x *ReviewBypassResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ReviewBypassResponse.ProtoReflect.Descriptor instead.
 func (*ReviewBypassResponse) Descriptor() ([]byte, []int) {
 	return file_secondfactor_v1_secondfactor_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ReviewBypassResponse) GetBypass() *Bypass {
+	if x != nil {
+		return x.Bypass
+	}
+	return nil
 }
 
 var File_secondfactor_v1_secondfactor_proto protoreflect.FileDescriptor
@@ -3584,10 +3633,13 @@ const file_secondfactor_v1_secondfactor_proto_rawDesc = "" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\x04R\x06events\x12&\n" +
 	"\x0fbroken_event_id\x18\x03 \x01(\tR\rbrokenEventId\x12\x18\n" +
-	"\aproblem\x18\x04 \x01(\tR\aproblem\"y\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"\xae\x01\n" +
 	"\x13ListBypassesRequest\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
-	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\x9b\x03\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x9b\x03\n" +
 	"\x06Bypass\x12\x1b\n" +
 	"\tbypass_id\x18\x01 \x01(\tR\bbypassId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
@@ -3603,13 +3655,15 @@ const file_secondfactor_v1_secondfactor_proto_rawDesc = "" +
 	"reviewNote\x12;\n" +
 	"\vreviewed_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reviewedAt\"K\n" +
+	"reviewedAt\"s\n" +
 	"\x14ListBypassesResponse\x123\n" +
-	"\bbypasses\x18\x01 \x03(\v2\x17.secondfactor.v1.BypassR\bbypasses\"F\n" +
+	"\bbypasses\x18\x01 \x03(\v2\x17.secondfactor.v1.BypassR\bbypasses\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"F\n" +
 	"\x13ReviewBypassRequest\x12\x1b\n" +
 	"\tbypass_id\x18\x01 \x01(\tR\bbypassId\x12\x12\n" +
-	"\x04note\x18\x02 \x01(\tR\x04note\"\x16\n" +
-	"\x14ReviewBypassResponse*Y\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\"G\n" +
+	"\x14ReviewBypassResponse\x12/\n" +
+	"\x06bypass\x18\x01 \x01(\v2\x17.secondfactor.v1.BypassR\x06bypass*Y\n" +
 	"\n" +
 	"FactorKind\x12\x1b\n" +
 	"\x17FACTOR_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -3773,59 +3827,60 @@ var file_secondfactor_v1_secondfactor_proto_depIdxs = []int32{
 	56, // 36: secondfactor.v1.Bypass.used_at:type_name -> google.protobuf.Timestamp
 	56, // 37: secondfactor.v1.Bypass.reviewed_at:type_name -> google.protobuf.Timestamp
 	52, // 38: secondfactor.v1.ListBypassesResponse.bypasses:type_name -> secondfactor.v1.Bypass
-	6,  // 39: secondfactor.v1.SecondFactorService.GetUser:input_type -> secondfactor.v1.GetUserRequest
-	8,  // 40: secondfactor.v1.SecondFactorService.CreateEnrollment:input_type -> secondfactor.v1.CreateEnrollmentRequest
-	10, // 41: secondfactor.v1.SecondFactorService.BeginTOTPEnrollment:input_type -> secondfactor.v1.BeginTOTPEnrollmentRequest
-	12, // 42: secondfactor.v1.SecondFactorService.FinishTOTPEnrollment:input_type -> secondfactor.v1.FinishTOTPEnrollmentRequest
-	14, // 43: secondfactor.v1.SecondFactorService.VerifyTOTP:input_type -> secondfactor.v1.VerifyTOTPRequest
-	16, // 44: secondfactor.v1.SecondFactorService.BeginWebAuthnRegistration:input_type -> secondfactor.v1.BeginWebAuthnRegistrationRequest
-	18, // 45: secondfactor.v1.SecondFactorService.FinishWebAuthnRegistration:input_type -> secondfactor.v1.FinishWebAuthnRegistrationRequest
-	20, // 46: secondfactor.v1.SecondFactorService.BeginWebAuthnLogin:input_type -> secondfactor.v1.BeginWebAuthnLoginRequest
-	22, // 47: secondfactor.v1.SecondFactorService.FinishWebAuthnLogin:input_type -> secondfactor.v1.FinishWebAuthnLoginRequest
-	24, // 48: secondfactor.v1.SecondFactorService.VerifyRecoveryCode:input_type -> secondfactor.v1.VerifyRecoveryCodeRequest
-	26, // 49: secondfactor.v1.SecondFactorService.RegenerateRecoveryCodes:input_type -> secondfactor.v1.RegenerateRecoveryCodesRequest
-	28, // 50: secondfactor.v1.SecondFactorService.CreateVerification:input_type -> secondfactor.v1.CreateVerificationRequest
-	30, // 51: secondfactor.v1.SecondFactorService.RedeemVerification:input_type -> secondfactor.v1.RedeemVerificationRequest
-	32, // 52: secondfactor.v1.AdminService.ListFactors:input_type -> secondfactor.v1.ListFactorsRequest
-	34, // 53: secondfactor.v1.AdminService.DeleteFactor:input_type -> secondfactor.v1.DeleteFactorRequest
-	36, // 54: secondfactor.v1.AdminService.ResetUser:input_type -> secondfactor.v1.ResetUserRequest
-	38, // 55: secondfactor.v1.AdminService.UnlockUser:input_type -> secondfactor.v1.UnlockUserRequest
-	40, // 56: secondfactor.v1.AdminService.EnableFactor:input_type -> secondfactor.v1.EnableFactorRequest
-	42, // 57: secondfactor.v1.AdminService.IssueActivationCode:input_type -> secondfactor.v1.IssueActivationCodeRequest
-	44, // 58: secondfactor.v1.AdminService.IssueBypassCode:input_type -> secondfactor.v1.IssueBypassCodeRequest
-	46, // 59: secondfactor.v1.AdminService.ListAuditEvents:input_type -> secondfactor.v1.ListAuditEventsRequest
-	49, // 60: secondfactor.v1.AdminService.VerifyAuditTrail:input_type -> secondfactor.v1.VerifyAuditTrailRequest
-	51, // 61: secondfactor.v1.AdminService.ListBypasses:input_type -> secondfactor.v1.ListBypassesRequest
-	54, // 62: secondfactor.v1.AdminService.ReviewBypass:input_type -> secondfactor.v1.ReviewBypassRequest
-	7,  // 63: secondfactor.v1.SecondFactorService.GetUser:output_type -> secondfactor.v1.GetUserResponse
-	9,  // 64: secondfactor.v1.SecondFactorService.CreateEnrollment:output_type -> secondfactor.v1.CreateEnrollmentResponse
-	11, // 65: secondfactor.v1.SecondFactorService.BeginTOTPEnrollment:output_type -> secondfactor.v1.BeginTOTPEnrollmentResponse
-	13, // 66: secondfactor.v1.SecondFactorService.FinishTOTPEnrollment:output_type -> secondfactor.v1.FinishTOTPEnrollmentResponse
-	15, // 67: secondfactor.v1.SecondFactorService.VerifyTOTP:output_type -> secondfactor.v1.VerifyTOTPResponse
-	17, // 68: secondfactor.v1.SecondFactorService.BeginWebAuthnRegistration:output_type -> secondfactor.v1.BeginWebAuthnRegistrationResponse
-	19, // 69: secondfactor.v1.SecondFactorService.FinishWebAuthnRegistration:output_type -> secondfactor.v1.FinishWebAuthnRegistrationResponse
-	21, // 70: secondfactor.v1.SecondFactorService.BeginWebAuthnLogin:output_type -> secondfactor.v1.BeginWebAuthnLoginResponse
-	23, // 71: secondfactor.v1.SecondFactorService.FinishWebAuthnLogin:output_type -> secondfactor.v1.FinishWebAuthnLoginResponse
-	25, // 72: secondfactor.v1.SecondFactorService.VerifyRecoveryCode:output_type -> secondfactor.v1.VerifyRecoveryCodeResponse
-	27, // 73: secondfactor.v1.SecondFactorService.RegenerateRecoveryCodes:output_type -> secondfactor.v1.RegenerateRecoveryCodesResponse
-	29, // 74: secondfactor.v1.SecondFactorService.CreateVerification:output_type -> secondfactor.v1.CreateVerificationResponse
-	31, // 75: secondfactor.v1.SecondFactorService.RedeemVerification:output_type -> secondfactor.v1.RedeemVerificationResponse
-	33, // 76: secondfactor.v1.AdminService.ListFactors:output_type -> secondfactor.v1.ListFactorsResponse
-	35, // 77: secondfactor.v1.AdminService.DeleteFactor:output_type -> secondfactor.v1.DeleteFactorResponse
-	37, // 78: secondfactor.v1.AdminService.ResetUser:output_type -> secondfactor.v1.ResetUserResponse
-	39, // 79: secondfactor.v1.AdminService.UnlockUser:output_type -> secondfactor.v1.UnlockUserResponse
-	41, // 80: secondfactor.v1.AdminService.EnableFactor:output_type -> secondfactor.v1.EnableFactorResponse
-	43, // 81: secondfactor.v1.AdminService.IssueActivationCode:output_type -> secondfactor.v1.IssueActivationCodeResponse
-	45, // 82: secondfactor.v1.AdminService.IssueBypassCode:output_type -> secondfactor.v1.IssueBypassCodeResponse
-	48, // 83: secondfactor.v1.AdminService.ListAuditEvents:output_type -> secondfactor.v1.ListAuditEventsResponse
-	50, // 84: secondfactor.v1.AdminService.VerifyAuditTrail:output_type -> secondfactor.v1.VerifyAuditTrailResponse
-	53, // 85: secondfactor.v1.AdminService.ListBypasses:output_type -> secondfactor.v1.ListBypassesResponse
-	55, // 86: secondfactor.v1.AdminService.ReviewBypass:output_type -> secondfactor.v1.ReviewBypassResponse
-	63, // [63:87] is the sub-list for method output_type
-	39, // [39:63] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	52, // 39: secondfactor.v1.ReviewBypassResponse.bypass:type_name -> secondfactor.v1.Bypass
+	6,  // 40: secondfactor.v1.SecondFactorService.GetUser:input_type -> secondfactor.v1.GetUserRequest
+	8,  // 41: secondfactor.v1.SecondFactorService.CreateEnrollment:input_type -> secondfactor.v1.CreateEnrollmentRequest
+	10, // 42: secondfactor.v1.SecondFactorService.BeginTOTPEnrollment:input_type -> secondfactor.v1.BeginTOTPEnrollmentRequest
+	12, // 43: secondfactor.v1.SecondFactorService.FinishTOTPEnrollment:input_type -> secondfactor.v1.FinishTOTPEnrollmentRequest
+	14, // 44: secondfactor.v1.SecondFactorService.VerifyTOTP:input_type -> secondfactor.v1.VerifyTOTPRequest
+	16, // 45: secondfactor.v1.SecondFactorService.BeginWebAuthnRegistration:input_type -> secondfactor.v1.BeginWebAuthnRegistrationRequest
+	18, // 46: secondfactor.v1.SecondFactorService.FinishWebAuthnRegistration:input_type -> secondfactor.v1.FinishWebAuthnRegistrationRequest
+	20, // 47: secondfactor.v1.SecondFactorService.BeginWebAuthnLogin:input_type -> secondfactor.v1.BeginWebAuthnLoginRequest
+	22, // 48: secondfactor.v1.SecondFactorService.FinishWebAuthnLogin:input_type -> secondfactor.v1.FinishWebAuthnLoginRequest
+	24, // 49: secondfactor.v1.SecondFactorService.VerifyRecoveryCode:input_type -> secondfactor.v1.VerifyRecoveryCodeRequest
+	26, // 50: secondfactor.v1.SecondFactorService.RegenerateRecoveryCodes:input_type -> secondfactor.v1.RegenerateRecoveryCodesRequest
+	28, // 51: secondfactor.v1.SecondFactorService.CreateVerification:input_type -> secondfactor.v1.CreateVerificationRequest
+	30, // 52: secondfactor.v1.SecondFactorService.RedeemVerification:input_type -> secondfactor.v1.RedeemVerificationRequest
+	32, // 53: secondfactor.v1.AdminService.ListFactors:input_type -> secondfactor.v1.ListFactorsRequest
+	34, // 54: secondfactor.v1.AdminService.DeleteFactor:input_type -> secondfactor.v1.DeleteFactorRequest
+	36, // 55: secondfactor.v1.AdminService.ResetUser:input_type -> secondfactor.v1.ResetUserRequest
+	38, // 56: secondfactor.v1.AdminService.UnlockUser:input_type -> secondfactor.v1.UnlockUserRequest
+	40, // 57: secondfactor.v1.AdminService.EnableFactor:input_type -> secondfactor.v1.EnableFactorRequest
+	42, // 58: secondfactor.v1.AdminService.IssueActivationCode:input_type -> secondfactor.v1.IssueActivationCodeRequest
+	44, // 59: secondfactor.v1.AdminService.IssueBypassCode:input_type -> secondfactor.v1.IssueBypassCodeRequest
+	46, // 60: secondfactor.v1.AdminService.ListAuditEvents:input_type -> secondfactor.v1.ListAuditEventsRequest
+	49, // 61: secondfactor.v1.AdminService.VerifyAuditTrail:input_type -> secondfactor.v1.VerifyAuditTrailRequest
+	51, // 62: secondfactor.v1.AdminService.ListBypasses:input_type -> secondfactor.v1.ListBypassesRequest
+	54, // 63: secondfactor.v1.AdminService.ReviewBypass:input_type -> secondfactor.v1.ReviewBypassRequest
+	7,  // 64: secondfactor.v1.SecondFactorService.GetUser:output_type -> secondfactor.v1.GetUserResponse
+	9,  // 65: secondfactor.v1.SecondFactorService.CreateEnrollment:output_type -> secondfactor.v1.CreateEnrollmentResponse
+	11, // 66: secondfactor.v1.SecondFactorService.BeginTOTPEnrollment:output_type -> secondfactor.v1.BeginTOTPEnrollmentResponse
+	13, // 67: secondfactor.v1.SecondFactorService.FinishTOTPEnrollment:output_type -> secondfactor.v1.FinishTOTPEnrollmentResponse
+	15, // 68: secondfactor.v1.SecondFactorService.VerifyTOTP:output_type -> secondfactor.v1.VerifyTOTPResponse
+	17, // 69: secondfactor.v1.SecondFactorService.BeginWebAuthnRegistration:output_type -> secondfactor.v1.BeginWebAuthnRegistrationResponse
+	19, // 70: secondfactor.v1.SecondFactorService.FinishWebAuthnRegistration:output_type -> secondfactor.v1.FinishWebAuthnRegistrationResponse
+	21, // 71: secondfactor.v1.SecondFactorService.BeginWebAuthnLogin:output_type -> secondfactor.v1.BeginWebAuthnLoginResponse
+	23, // 72: secondfactor.v1.SecondFactorService.FinishWebAuthnLogin:output_type -> secondfactor.v1.FinishWebAuthnLoginResponse
+	25, // 73: secondfactor.v1.SecondFactorService.VerifyRecoveryCode:output_type -> secondfactor.v1.VerifyRecoveryCodeResponse
+	27, // 74: secondfactor.v1.SecondFactorService.RegenerateRecoveryCodes:output_type -> secondfactor.v1.RegenerateRecoveryCodesResponse
+	29, // 75: secondfactor.v1.SecondFactorService.CreateVerification:output_type -> secondfactor.v1.CreateVerificationResponse
+	31, // 76: secondfactor.v1.SecondFactorService.RedeemVerification:output_type -> secondfactor.v1.RedeemVerificationResponse
+	33, // 77: secondfactor.v1.AdminService.ListFactors:output_type -> secondfactor.v1.ListFactorsResponse
+	35, // 78: secondfactor.v1.AdminService.DeleteFactor:output_type -> secondfactor.v1.DeleteFactorResponse
+	37, // 79: secondfactor.v1.AdminService.ResetUser:output_type -> secondfactor.v1.ResetUserResponse
+	39, // 80: secondfactor.v1.AdminService.UnlockUser:output_type -> secondfactor.v1.UnlockUserResponse
+	41, // 81: secondfactor.v1.AdminService.EnableFactor:output_type -> secondfactor.v1.EnableFactorResponse
+	43, // 82: secondfactor.v1.AdminService.IssueActivationCode:output_type -> secondfactor.v1.IssueActivationCodeResponse
+	45, // 83: secondfactor.v1.AdminService.IssueBypassCode:output_type -> secondfactor.v1.IssueBypassCodeResponse
+	48, // 84: secondfactor.v1.AdminService.ListAuditEvents:output_type -> secondfactor.v1.ListAuditEventsResponse
+	50, // 85: secondfactor.v1.AdminService.VerifyAuditTrail:output_type -> secondfactor.v1.VerifyAuditTrailResponse
+	53, // 86: secondfactor.v1.AdminService.ListBypasses:output_type -> secondfactor.v1.ListBypassesResponse
+	55, // 87: secondfactor.v1.AdminService.ReviewBypass:output_type -> secondfactor.v1.ReviewBypassResponse
+	64, // [64:88] is the sub-list for method output_type
+	40, // [40:64] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_secondfactor_v1_secondfactor_proto_init() }

@@ -104,8 +104,11 @@ type SecondFactorServiceClient interface {
 	// unknown, expired or used challenge is REJECTED. A TOTP lock does not
 	// apply: an assertion cannot be guessed.
 	FinishWebAuthnLogin(ctx context.Context, in *FinishWebAuthnLoginRequest, opts ...grpc.CallOption) (*FinishWebAuthnLoginResponse, error)
-	// VerifyRecoveryCode consumes one of the user's recovery codes. Attempts
-	// count against the same failure lock as TOTP codes.
+	// VerifyRecoveryCode consumes one of the user's recovery codes or, if the
+	// code is none of them, the user's bypass code (AdminService.IssueBypassCode:
+	// the answer then says `bypass`). Attempts count against the same failure
+	// lock as TOTP codes, whichever code was meant: while the user is locked no
+	// code is evaluated, and a wrong one is one failure.
 	VerifyRecoveryCode(ctx context.Context, in *VerifyRecoveryCodeRequest, opts ...grpc.CallOption) (*VerifyRecoveryCodeResponse, error)
 	// RegenerateRecoveryCodes replaces all of a user's recovery codes with a
 	// new set. It needs an enrolment session created with
@@ -301,8 +304,11 @@ type SecondFactorServiceServer interface {
 	// unknown, expired or used challenge is REJECTED. A TOTP lock does not
 	// apply: an assertion cannot be guessed.
 	FinishWebAuthnLogin(context.Context, *FinishWebAuthnLoginRequest) (*FinishWebAuthnLoginResponse, error)
-	// VerifyRecoveryCode consumes one of the user's recovery codes. Attempts
-	// count against the same failure lock as TOTP codes.
+	// VerifyRecoveryCode consumes one of the user's recovery codes or, if the
+	// code is none of them, the user's bypass code (AdminService.IssueBypassCode:
+	// the answer then says `bypass`). Attempts count against the same failure
+	// lock as TOTP codes, whichever code was meant: while the user is locked no
+	// code is evaluated, and a wrong one is one failure.
 	VerifyRecoveryCode(context.Context, *VerifyRecoveryCodeRequest) (*VerifyRecoveryCodeResponse, error)
 	// RegenerateRecoveryCodes replaces all of a user's recovery codes with a
 	// new set. It needs an enrolment session created with
@@ -701,10 +707,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AdminService is called by administrators (role "admin"), usually through the
-// `secondfactor` CLI. Every change needs a reason (INVALID_ARGUMENT without
-// one) and is recorded in the audit trail with the caller's name and the
-// reason. No method reads or sets a factor's secret. Methods marked "Not
-// implemented yet" answer UNIMPLEMENTED.
+// `secondfactor` CLI. Every change needs a reason (ReviewBypass: a note;
+// INVALID_ARGUMENT without one) and is recorded in the audit trail with the
+// caller's name and the reason. No method reads or sets a factor's secret.
 type AdminServiceClient interface {
 	// ListFactors lists a user's confirmed factors (suspended ones included),
 	// whether the user is locked, and how many recovery codes are left.
@@ -728,22 +733,34 @@ type AdminServiceClient interface {
 	// previous one.
 	IssueActivationCode(ctx context.Context, in *IssueActivationCodeRequest, opts ...grpc.CallOption) (*IssueActivationCodeResponse, error)
 	// IssueBypassCode issues a one-time break-glass code for a user who lost
-	// every factor: accepted once at login through VerifyRecoveryCode (whose
-	// answer says it was a bypass), never enough to enrol or manage factors.
-	// Every bypass is listed by ListBypasses for a second administrator.
-	// Not implemented yet: answers UNIMPLEMENTED.
+	// every factor, after an identity check, and returns it once; it is stored
+	// only as a hash. The code has the form of a recovery code (16 characters,
+	// 80 bits) and is accepted once at login through VerifyRecoveryCode (whose
+	// answer says `bypass`), before `expires_at`, counted against the user's
+	// failure lock. It is not a verification of a factor: it backs no
+	// PROOF_EXISTING_FACTOR session, so it enrols and manages nothing. A new
+	// bypass for a user replaces the previous one, used or not. Every bypass
+	// stays listed by ListBypasses, with the caller as `issued_by`, for a
+	// second administrator to review (ReviewBypass). The audit trail records
+	// "bypass.issued" (caller, reason) and, at login, "verify.bypass". A `ttl`
+	// outside 1 minute to 1 hour is INVALID_ARGUMENT; a server run with
+	// `-bypass off` refuses with FAILED_PRECONDITION and accepts no bypass code.
 	IssueBypassCode(ctx context.Context, in *IssueBypassCodeRequest, opts ...grpc.CallOption) (*IssueBypassCodeResponse, error)
 	// ListAuditEvents reads the audit trail, newest first, a page at a time.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// VerifyAuditTrail checks the hash chains of the audit trail and names the
 	// first event that was edited or whose predecessor was removed.
 	VerifyAuditTrail(ctx context.Context, in *VerifyAuditTrailRequest, opts ...grpc.CallOption) (*VerifyAuditTrailResponse, error)
-	// ListBypasses lists the bypass codes issued in a period, with their use
-	// and review, for a second administrator to sign off.
-	// Not implemented yet: answers UNIMPLEMENTED.
+	// ListBypasses lists the bypasses issued in a period (by time of issue),
+	// newest first, a page at a time, each with who issued it and why, its
+	// expiry, its use and its review, for a second administrator to sign off.
 	ListBypasses(ctx context.Context, in *ListBypassesRequest, opts ...grpc.CallOption) (*ListBypassesResponse, error)
-	// ReviewBypass records that a second administrator (not the one who issued
-	// it) reviewed a bypass. Not implemented yet: answers UNIMPLEMENTED.
+	// ReviewBypass records that the caller, a second administrator, reviewed a
+	// bypass, with a note saying what they checked, and returns it reviewed;
+	// the audit trail records "bypass.reviewed" (caller, note). A bypass may be
+	// reviewed before it is used or expires: the review signs off its issue.
+	// An unknown bypass_id is NOT_FOUND; a review by the administrator who
+	// issued it, or of a bypass reviewed already, is FAILED_PRECONDITION.
 	ReviewBypass(ctx context.Context, in *ReviewBypassRequest, opts ...grpc.CallOption) (*ReviewBypassResponse, error)
 }
 
@@ -870,10 +887,9 @@ func (c *adminServiceClient) ReviewBypass(ctx context.Context, in *ReviewBypassR
 // for forward compatibility.
 //
 // AdminService is called by administrators (role "admin"), usually through the
-// `secondfactor` CLI. Every change needs a reason (INVALID_ARGUMENT without
-// one) and is recorded in the audit trail with the caller's name and the
-// reason. No method reads or sets a factor's secret. Methods marked "Not
-// implemented yet" answer UNIMPLEMENTED.
+// `secondfactor` CLI. Every change needs a reason (ReviewBypass: a note;
+// INVALID_ARGUMENT without one) and is recorded in the audit trail with the
+// caller's name and the reason. No method reads or sets a factor's secret.
 type AdminServiceServer interface {
 	// ListFactors lists a user's confirmed factors (suspended ones included),
 	// whether the user is locked, and how many recovery codes are left.
@@ -897,22 +913,34 @@ type AdminServiceServer interface {
 	// previous one.
 	IssueActivationCode(context.Context, *IssueActivationCodeRequest) (*IssueActivationCodeResponse, error)
 	// IssueBypassCode issues a one-time break-glass code for a user who lost
-	// every factor: accepted once at login through VerifyRecoveryCode (whose
-	// answer says it was a bypass), never enough to enrol or manage factors.
-	// Every bypass is listed by ListBypasses for a second administrator.
-	// Not implemented yet: answers UNIMPLEMENTED.
+	// every factor, after an identity check, and returns it once; it is stored
+	// only as a hash. The code has the form of a recovery code (16 characters,
+	// 80 bits) and is accepted once at login through VerifyRecoveryCode (whose
+	// answer says `bypass`), before `expires_at`, counted against the user's
+	// failure lock. It is not a verification of a factor: it backs no
+	// PROOF_EXISTING_FACTOR session, so it enrols and manages nothing. A new
+	// bypass for a user replaces the previous one, used or not. Every bypass
+	// stays listed by ListBypasses, with the caller as `issued_by`, for a
+	// second administrator to review (ReviewBypass). The audit trail records
+	// "bypass.issued" (caller, reason) and, at login, "verify.bypass". A `ttl`
+	// outside 1 minute to 1 hour is INVALID_ARGUMENT; a server run with
+	// `-bypass off` refuses with FAILED_PRECONDITION and accepts no bypass code.
 	IssueBypassCode(context.Context, *IssueBypassCodeRequest) (*IssueBypassCodeResponse, error)
 	// ListAuditEvents reads the audit trail, newest first, a page at a time.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// VerifyAuditTrail checks the hash chains of the audit trail and names the
 	// first event that was edited or whose predecessor was removed.
 	VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error)
-	// ListBypasses lists the bypass codes issued in a period, with their use
-	// and review, for a second administrator to sign off.
-	// Not implemented yet: answers UNIMPLEMENTED.
+	// ListBypasses lists the bypasses issued in a period (by time of issue),
+	// newest first, a page at a time, each with who issued it and why, its
+	// expiry, its use and its review, for a second administrator to sign off.
 	ListBypasses(context.Context, *ListBypassesRequest) (*ListBypassesResponse, error)
-	// ReviewBypass records that a second administrator (not the one who issued
-	// it) reviewed a bypass. Not implemented yet: answers UNIMPLEMENTED.
+	// ReviewBypass records that the caller, a second administrator, reviewed a
+	// bypass, with a note saying what they checked, and returns it reviewed;
+	// the audit trail records "bypass.reviewed" (caller, note). A bypass may be
+	// reviewed before it is used or expires: the review signs off its issue.
+	// An unknown bypass_id is NOT_FOUND; a review by the administrator who
+	// issued it, or of a bypass reviewed already, is FAILED_PRECONDITION.
 	ReviewBypass(context.Context, *ReviewBypassRequest) (*ReviewBypassResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }

@@ -97,6 +97,7 @@ func Run(t *testing.T, newStore NewStore) {
 			c.fn(t, newStore(t))
 		})
 	}
+	runBypass(t, newStore)
 }
 
 const (
