@@ -252,6 +252,8 @@ type Store interface {
 	// user after ("" for the first page), which need not have one. Fewer
 	// than n: there are no more.
 	ChainUsers(ctx context.Context, after string, n int) ([]string, error)
+
+	Outbox
 }
 
 // Errors a Store returns.

@@ -96,6 +96,7 @@ func Run(t *testing.T, newStore NewStore) {
 			c.fn(t, newStore(t))
 		})
 	}
+	runOutbox(t, newStore)
 }
 
 const (
