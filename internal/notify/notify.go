@@ -173,25 +173,30 @@ func New(o Options) (*Deliverer, error) {
 }
 
 // Check checks a webhook's settings as New does, for the configuration to
-// report them at start-up: an absolute http(s) URL, http only to a loopback
+// report them at start-up, every refused one at once, each a
+// *mfa.SettingError ("webhook url", "webhook secret", "webhook timeout"):
+// an absolute http(s) URL without credentials, http only to a loopback
 // host; a secret of at least MinSecret bytes; a timeout of 0 (the default)
-// or 1 s to 1 min. Errors name the settings as url, secret and timeout.
+// or 1 s to 1 min. No error shows the URL or the secret.
 func Check(rawURL string, key secret.String, timeout time.Duration) error {
 	var errs []error
+	bad := func(setting, format string, args ...any) {
+		errs = append(errs, &mfa.SettingError{Setting: setting, Reason: fmt.Sprintf(format, args...)})
+	}
 	u, err := url.Parse(rawURL)
 	switch {
 	case err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		errs = append(errs, fmt.Errorf("url: want an absolute https URL"))
+		bad("webhook url", "is not an absolute https URL")
 	case u.Scheme == "http" && !loopback(u.Hostname()):
-		errs = append(errs, fmt.Errorf("url: http is only for a loopback host: want https"))
+		bad("webhook url", "is http to a host that is not loopback: want https")
 	case u.User != nil:
-		errs = append(errs, fmt.Errorf("url: must not hold credentials (the signature authenticates the sender)"))
+		bad("webhook url", "holds credentials: the signature authenticates the sender")
 	}
 	if len(key) < MinSecret {
-		errs = append(errs, fmt.Errorf("secret: %d bytes, want at least %d", len(key), MinSecret))
+		bad("webhook secret", "of %d bytes: want at least %d", len(key), MinSecret)
 	}
 	if timeout != 0 && (timeout < time.Second || timeout > time.Minute) {
-		errs = append(errs, fmt.Errorf("timeout %s: want 1s to 1m", timeout))
+		bad("webhook timeout", "%s: want 1s to 1m", timeout)
 	}
 	return errors.Join(errs...)
 }

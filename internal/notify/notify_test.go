@@ -572,12 +572,12 @@ func TestNew(t *testing.T) {
 		{"https://portal.example/hooks/mfa", webhookSecret, 0, ""},
 		{"http://127.0.0.1:8080/hook", webhookSecret, time.Minute, ""},
 		{"http://localhost/hook", webhookSecret, time.Second, ""},
-		{"http://portal.example/hook", webhookSecret, 0, "url: http is only for a loopback host"},
-		{"ftp://portal.example/hook", webhookSecret, 0, "url: want an absolute https URL"},
-		{"/hook", webhookSecret, 0, "url: want an absolute https URL"},
-		{"https://user:pw@portal.example/hook", webhookSecret, 0, "url: must not hold credentials"},
-		{"https://portal.example/hook", "short", 0, "secret: 5 bytes, want at least 32"},
-		{"https://portal.example/hook", webhookSecret, 500 * time.Millisecond, "timeout 500ms: want 1s to 1m"},
+		{"http://portal.example/hook", webhookSecret, 0, "webhook url is http to a host that is not loopback: want https"},
+		{"ftp://portal.example/hook", webhookSecret, 0, "webhook url is not an absolute https URL"},
+		{"/hook", webhookSecret, 0, "webhook url is not an absolute https URL"},
+		{"https://user:pw@portal.example/hook", webhookSecret, 0, "webhook url holds credentials"},
+		{"https://portal.example/hook", "short", 0, "webhook secret of 5 bytes: want at least 32"},
+		{"https://portal.example/hook", webhookSecret, 500 * time.Millisecond, "webhook timeout 500ms: want 1s to 1m"},
 	} {
 		_, err := notify.New(notify.Options{Outbox: s, URL: c.url, Secret: c.secret, Timeout: c.timeout})
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
