@@ -24,6 +24,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -97,7 +98,8 @@ type Options struct {
 	// Metrics, if set, registers the backlog gauge and the deliveries
 	// counter.
 	Metrics prometheus.Registerer
-	// Transport sends the requests; http.DefaultTransport if nil.
+	// Transport sends the requests; if nil, one like http.DefaultTransport
+	// without its proxy from the environment, with TLS 1.2 or later.
 	Transport http.RoundTripper
 }
 
@@ -153,7 +155,12 @@ func New(o Options) (*Deliverer, error) {
 	}
 	transport := o.Transport
 	if transport == nil {
-		transport = http.DefaultTransport
+		// No proxy from the environment (the configuration is the only
+		// reader of it): the URL is reached directly, over TLS 1.2 or later.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		transport = t
 	}
 	d.client = &http.Client{
 		Transport: transport,

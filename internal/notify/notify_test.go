@@ -709,3 +709,34 @@ func TestRun(t *testing.T) {
 		t.Errorf("delivered %v, want %v", delivered, ids)
 	}
 }
+
+// TestHTTPS: a receiver over TLS gets the notification, and one whose
+// certificate the deliverer does not trust does not.
+func TestHTTPS(t *testing.T) {
+	c := newClock()
+	s := openBolt(t, filepath.Join(t.TempDir(), "sf.db"))
+	t.Cleanup(func() { closeBolt(t, s) })
+	got := make(chan string, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get(notify.HeaderEventID)
+	}))
+	t.Cleanup(srv.Close)
+	ids := appendEvents(t, s, c, "dr-martin")
+	for _, id := range ids[1:] { // one is enough
+		if err := s.CompleteNotification(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	untrusting := newDeliverer(t, s, srv.URL, c, nil)
+	if r := runOnce(t, untrusting); r.Failed != 1 {
+		t.Fatalf("a receiver with an unknown certificate: %+v, want a failure", r)
+	}
+	c.Advance(notify.FirstBackoff)
+	d, err := notify.New(notify.Options{Outbox: s, URL: srv.URL, Secret: webhookSecret, Now: c.Now, Transport: srv.Client().Transport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := runOnce(t, d); r.Delivered != 1 || <-got != ids[0] {
+		t.Fatalf("a trusted receiver over TLS: %+v", r)
+	}
+}
