@@ -148,11 +148,11 @@ func hashPrefix(h string) []byte {
 // the head the script returns (at most appendTries times, after a short
 // random pause). Before the script, the entries of audit:idx and, for a
 // chain's first event, audit:users are written, in other slots: so no
-// event is ever without them. So is, for a notifiable event, the entry of
-// outbox:due, and the script writes the outbox entry (see outbox.go). An entry written for an append that another
-// overtook stays behind, pointing at a Seq whose event has another hash:
-// Events and ChainUsers skip such entries. Three round trips, two more per
-// conflict.
+// event is ever without them. So is, for a notifiable event, its member
+// of outbox:due, and the script writes its outbox entry (see outbox.go).
+// An entry written for an append that another overtook stays behind,
+// pointing at a Seq whose event has another hash: Events and ChainUsers
+// skip such entries. Three round trips, two more per conflict.
 func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error) {
 	if e.UserID == "" {
 		return mfa.Event{}, errors.New("redisstore: append event: no user ID")
