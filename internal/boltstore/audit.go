@@ -151,9 +151,9 @@ func checkPage(what string, n int) error {
 	return nil
 }
 
-// AppendEvent implements mfa.Store: the head, the chain and both indexes
-// change in one transaction, so concurrent appends to a chain follow one
-// another.
+// AppendEvent implements mfa.Store: the head, the chain, both indexes and,
+// for a notifiable event, the outbox (enqueue) change in one transaction,
+// so concurrent appends to a chain follow one another.
 func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error) {
 	if e.UserID == "" {
 		return mfa.Event{}, errors.New("boltstore: append event: no user ID")
@@ -182,6 +182,7 @@ func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error)
 			tx.Bucket(auditTimeBucket).Put(timeKey(p), nil),
 			tx.Bucket(auditUserBucket).Put(userTimeKey(p), nil),
 			heads.Put(user, append(seqPart(out.Seq), out.Hash...)),
+			enqueue(tx, out, b),
 		)
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/secondfactor/secondfactor/internal/grpcapi"
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/notify"
 	"github.com/secondfactor/secondfactor/internal/passkey"
 	"github.com/secondfactor/secondfactor/internal/secret"
 	"github.com/secondfactor/secondfactor/internal/totp"
@@ -77,6 +78,12 @@ type Config struct {
 
 	MaxRequestBytes int
 	LogLevel        string
+
+	// WebhookURL receives the notifications (package notify); "" sends
+	// none. WebhookSecret signs them.
+	WebhookURL     string
+	WebhookSecret  secret.String
+	WebhookTimeout time.Duration
 }
 
 // EnvPrefix starts the name of every environment variable.
@@ -182,6 +189,9 @@ func (c *Config) define(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WebAuthnTimeout, "webauthn-timeout", pc.Timeout, "lifetime of a WebAuthn challenge")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", grpcapi.DefaultMaxRequestBytes, "largest gRPC request accepted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.WebhookURL, "webhook-url", "", "URL that receives a signed POST for each change a user should hear of (factor added, removed, suspended, reset, lockout, recovery code used, ...): https, or http on loopback; empty sends none")
+	fs.Var(secretFlag{&c.WebhookSecret}, "webhook-secret", "secret of at least 32 bytes that signs each webhook request (HMAC-SHA256); required with -webhook-url (prefer the environment variable)")
+	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", notify.DefaultTimeout, "bound on one webhook request, answer included: 1s to 1m")
 }
 
 // complete applies the defaults that depend on the parsed values.
@@ -321,7 +331,20 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, underFlags(c.MFA().Validate())...)
 	errs = append(errs, underFlags(c.Passkey().Validate())...)
+	errs = append(errs, c.validateWebhook()...)
 	return errors.Join(errs...)
+}
+
+// validateWebhook checks the webhook's settings (notify.Check) when a URL
+// is given, and refuses a secret without one.
+func (c Config) validateWebhook() []error {
+	if c.WebhookURL == "" {
+		if c.WebhookSecret != "" {
+			return []error{errors.New("-webhook-secret: needs -webhook-url (the secret signs what is sent there)")}
+		}
+		return nil
+	}
+	return underFlags(notify.Check(c.WebhookURL, c.WebhookSecret, c.WebhookTimeout))
 }
 
 // validateListeners checks the listen addresses and TLS files.
@@ -433,6 +456,9 @@ var settingFlags = map[string]string{
 	"webauthn attestation":       "-webauthn-attestation",
 	"webauthn aaguid":            "-webauthn-aaguids",
 	"webauthn timeout":           "-webauthn-timeout",
+	"webhook url":                "-webhook-url",
+	"webhook secret":             "-webhook-secret",
+	"webhook timeout":            "-webhook-timeout",
 }
 
 // TLS reports whether the gRPC server is given a certificate.

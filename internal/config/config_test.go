@@ -64,6 +64,8 @@ func TestLoadDefaults(t *testing.T) {
 		WebAuthnResidentKey:      "discouraged",
 		WebAuthnAttestation:      "none",
 		WebAuthnTimeout:          5 * time.Minute,
+
+		WebhookTimeout: 10 * time.Second,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

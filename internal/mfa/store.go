@@ -253,6 +253,7 @@ type Store interface {
 	// than n: there are no more.
 	ChainUsers(ctx context.Context, after string, n int) ([]string, error)
 	Bypasses // break-glass bypass codes (bypass.go)
+	Outbox   // notifications waiting for the webhook (outbox.go)
 }
 
 // Errors a Store returns.

@@ -149,10 +149,11 @@ func hashPrefix(h string) []byte {
 // the head the script returns (at most appendTries times, after a short
 // random pause). Before the script, the entries of audit:idx and, for a
 // chain's first event, audit:users are written, in other slots: so no
-// event is ever without them. An entry written for an append that another
-// overtook stays behind, pointing at a Seq whose event has another hash:
-// Events and ChainUsers skip such entries. Three round trips, two more per
-// conflict.
+// event is ever without them. So is, for a notifiable event, its member
+// of outbox:due, and the script writes its outbox entry (see outbox.go).
+// An entry written for an append that another overtook stays behind,
+// pointing at a Seq whose event has another hash: Events and ChainUsers
+// skip such entries. Three round trips, two more per conflict.
 func (s *Store) AppendEvent(ctx context.Context, e mfa.Event) (mfa.Event, error) {
 	if e.UserID == "" {
 		return mfa.Event{}, errors.New("redisstore: append event: no user ID")
@@ -214,13 +215,15 @@ func (s *Store) tryAppend(ctx context.Context, k keys, e mfa.Event, head []any, 
 		if lastSeq == 0 {
 			pl.ZAdd(ctx, auditUsersKey, redis.Z{Member: e.UserID})
 		}
+		indexNotification(ctx, pl, e)
 		return nil
 	})
 	if err != nil {
 		return mfa.Event{}, nil, storeError("append event: index", err)
 	}
-	res, err := appendEventScript.Run(ctx, s.rdb, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
-		lastSeq, e.Seq, js, e.Hash, timesMember(p), nonce).Slice()
+	keys, args := withNotification(k, e, []string{k.auditHead(), k.auditLog(), k.auditTimes()},
+		[]any{lastSeq, e.Seq, js, e.Hash, timesMember(p), nonce})
+	res, err := appendEventScript.Run(ctx, s.rdb, keys, args...).Slice()
 	switch {
 	case err != nil:
 		return mfa.Event{}, nil, storeError("append event", err)

@@ -348,12 +348,13 @@ return 0
 // appendEventScript appends an event to a user's audit chain if the chain's
 // head is still the one the event was made after.
 //
-// KEYS: head, log, times. ARGV: the Seq of the head read ("0" for none),
-// the event's Seq, its JSON, its hash, its member in times, the call's
-// nonce. Returns {1} if appended, or if the head is this call's event (a
-// client retry of the script: see opKey); {0, seq, hash} of the head if
-// another event came first, having changed nothing, so that the next
-// attempt need not read it.
+// KEYS: head, log, times, and for a notifiable event its outbox entry (see
+// outbox.go). ARGV: the Seq of the head read ("0" for none), the event's
+// Seq, its JSON, its hash, its member in times, the call's nonce, and with
+// the outbox entry the event's time (ms). Returns {1} if appended, or if the
+// head is this call's event (a client retry of the script: see opKey); {0,
+// seq, hash} of the head if another event came first, having changed
+// nothing, so that the next attempt need not read it.
 var appendEventScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'seq', 'hash', 'op')
 local seq = h[1] or '0'
@@ -366,5 +367,8 @@ end
 redis.call('XADD', KEYS[2], ARGV[2] .. '-0', 'e', ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[5])
 redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4], 'op', ARGV[6])
+if KEYS[4] then
+  redis.call('HSET', KEYS[4], 'e', ARGV[3], 'ms', ARGV[7], 'due', ARGV[7], 'attempts', 0, 'claim', 0)
+end
 return {1}
 `)

@@ -31,6 +31,7 @@ import (
 	"github.com/secondfactor/secondfactor/internal/config"
 	"github.com/secondfactor/secondfactor/internal/grpcapi"
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/notify"
 	"github.com/secondfactor/secondfactor/internal/passkey"
 	"github.com/secondfactor/secondfactor/internal/redisstore"
 	"github.com/secondfactor/secondfactor/internal/seal"
@@ -89,8 +90,11 @@ type Server struct {
 	bolt       *boltstore.Store // the embedded store New opened, swept while serving; nil otherwise
 	failureTTL time.Duration
 	closeStore func() error // nil for a store given WithStore
+	outbox     mfa.Outbox
+	deliverer  *notify.Deliverer // nil without -webhook-url
 
-	stop         chan struct{} // closed by Shutdown
+	stop         chan struct{}  // closed by Shutdown
+	loops        sync.WaitGroup // the loops that use the store: Shutdown waits for them before closing it
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -169,6 +173,16 @@ func (s *Server) build(cfg config.Config, store mfa.Store, ring *seal.Ring, call
 	if err != nil {
 		return err
 	}
+	s.outbox = store
+	if cfg.WebhookURL != "" {
+		s.deliverer, err = notify.New(notify.Options{
+			Outbox: store, URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Timeout: cfg.WebhookTimeout,
+			Now: s.now, Logger: s.log, Metrics: reg,
+		})
+		if err != nil {
+			return err
+		}
+	}
 	s.grpc = grpcapi.New(grpcapi.Options{
 		Service: svc, Callers: callers, Logger: s.log, TLS: creds,
 		MaxRequestBytes: cfg.MaxRequestBytes, Metrics: reg,
@@ -219,8 +233,10 @@ type Listeners struct {
 }
 
 // Serve serves the API on l.GRPC and, if it is not nil, health and metrics
-// on l.HTTP, and sweeps the embedded store it opened, until Shutdown; call
-// it once. It refuses a gRPC listener that is not on loopback when the
+// on l.HTTP, sweeps the embedded store it opened, and delivers the outbox's
+// notifications to the webhook (without one, drops those older than
+// notify.GiveUp, which no replica would send any more), until Shutdown;
+// call it once. It refuses a gRPC listener that is not on loopback when the
 // server has no TLS. It returns nil once Shutdown has stopped the servers,
 // or the error of the first one that fails; after a failure, call Shutdown.
 // The listeners are closed when it returns.
@@ -235,6 +251,8 @@ func (s *Server) Serve(l Listeners) error {
 		}
 		return err
 	}
+	// The outbox's loop first: once the API answers, it runs.
+	s.startOutbox()
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(l.GRPC) }()
 	if l.HTTP != nil {
@@ -250,17 +268,25 @@ func (s *Server) Serve(l Listeners) error {
 	if s.bolt != nil {
 		go s.sweep()
 	}
-	s.log.Info("grpc listening", "addr", addr, "tls", s.tls, "store", s.store, "policy", s.policy)
+	s.log.Info("grpc listening", "addr", addr, "tls", s.tls, "store", s.store, "policy", s.policy, "webhook", s.deliverer != nil)
 	return <-errc
 }
 
-// Shutdown stops the servers gracefully, at once when ctx ends first, then
-// closes the store New opened. Only the first call does anything.
+// Shutdown stops the servers gracefully, at once when ctx ends first, lets
+// a webhook delivery in flight finish (until ctx ends), then closes the
+// store New opened. Only the first call does anything.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		close(s.stop)
 		err := s.http.Shutdown(ctx)
 		s.grpc.Shutdown(ctx)
+		loops := make(chan struct{})
+		go func() { s.loops.Wait(); close(loops) }()
+		select {
+		case <-loops:
+		case <-ctx.Done():
+			s.log.Warn("shutdown: webhook delivery still in flight; its notifications are sent again when their lease ends")
+		}
 		if s.closeStore != nil {
 			err = errors.Join(err, s.closeStore())
 		}
@@ -285,6 +311,45 @@ func (s *Server) sweep() {
 			} else if n > 0 {
 				s.log.Info("swept expired records", "deleted", n)
 			}
+		}
+	}
+}
+
+// startOutbox starts the loop of the outbox: the webhook's deliverer, or,
+// without a webhook, the drop of notifications nobody will send.
+func (s *Server) startOutbox() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.loops.Go(func() {
+		<-s.stop
+		cancel()
+	})
+	if s.deliverer != nil {
+		s.loops.Go(func() { s.deliverer.Run(ctx) })
+		return
+	}
+	s.log.Info("no -webhook-url: notifications are not sent; the outbox drops them after " + notify.GiveUp.String())
+	s.loops.Go(func() { s.dropNotifications(ctx) })
+}
+
+// dropNotifications removes, every sweepEvery until ctx ends, the
+// notifications older than notify.GiveUp: a webhook replica would have
+// given them up; without one the outbox would only grow.
+func (s *Server) dropNotifications(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		// Not cut by Shutdown: a drop begun ends, before the store closes.
+		n, err := s.outbox.DropNotifications(context.WithoutCancel(ctx), s.now().Add(-notify.GiveUp))
+		switch {
+		case err != nil:
+			s.log.Error("drop old notifications", "err", err)
+		case n > 0:
+			s.log.Info("dropped notifications nobody sent", "dropped", n, "older_than", notify.GiveUp)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

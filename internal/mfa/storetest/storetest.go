@@ -98,6 +98,7 @@ func Run(t *testing.T, newStore NewStore) {
 		})
 	}
 	runBypass(t, newStore)
+	runOutbox(t, newStore)
 }
 
 const (
