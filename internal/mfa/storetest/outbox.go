@@ -93,7 +93,7 @@ func everyEvent(user string) []mfa.Event {
 	results := []string{mfa.ResultAccepted, mfa.ResultRejected, mfa.ResultLocked, mfa.ResultReplay, mfa.ResultSuspended}
 	for _, a := range mfa.Actions() {
 		switch a {
-		case mfa.ActionVerifyTOTP, mfa.ActionVerifyWebAuthn, mfa.ActionVerifyRecovery, mfa.ActionVerifyActivation:
+		case mfa.ActionVerifyTOTP, mfa.ActionVerifyWebAuthn, mfa.ActionVerifyRecovery, mfa.ActionVerifyActivation, mfa.ActionVerifyBypass:
 			for _, r := range results {
 				out = append(out, mfa.Event{UserID: user, Action: a, Result: r})
 			}
@@ -118,14 +118,16 @@ func testOutboxEnqueue(t *testing.T, s mfa.Store) {
 			notifiable[string(e.Action)+"/"+e.Result] = true
 		}
 	}
-	for _, a := range []string{"factor.added/", "factor.removed/", "factor.suspended/", "factor.enabled/", "user.reset/",
-		"user.locked/", "recovery.regenerated/", "activation.issued/", "verify.recovery/accepted"} {
+	wantNotifiable := []string{"factor.added/", "factor.removed/", "factor.suspended/", "factor.enabled/", "user.reset/",
+		"user.locked/", "recovery.regenerated/", "activation.issued/", "verify.recovery/accepted",
+		"bypass.issued/", "verify.bypass/accepted"}
+	for _, a := range wantNotifiable {
 		if !notifiable[a] {
 			t.Fatalf("%s is not notifiable; notifiable: %v", a, notifiable)
 		}
 	}
-	if len(notifiable) != 9 {
-		t.Fatalf("notifiable: %v, want the 9 above", notifiable)
+	if len(notifiable) != len(wantNotifiable) {
+		t.Fatalf("notifiable: %v, want the %d above", notifiable, len(wantNotifiable))
 	}
 	wantBacklog(t, s, len(want))
 	now := t0.Add(time.Hour)
