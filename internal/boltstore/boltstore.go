@@ -184,43 +184,10 @@ func recoverySet(hashes []string) []string {
 	return set
 }
 
-const (
-	// maxStep is the largest TOTP step that mfa.Store allows.
-	maxStep = 1 << 53
-	// maxRecoveryCodes is the most recovery codes that one call may give.
-	maxRecoveryCodes = 1000
-)
-
 // checkLimits refuses the limits that mfa.Store.StartAttempt does not allow.
 func checkLimits(lim mfa.Limits) error {
 	if err := lim.Validate(); err != nil {
 		return fmt.Errorf("invalid limits: %w", err)
-	}
-	return nil
-}
-
-// checkConfirmation refuses the confirmations that mfa.Store.ConfirmFactor
-// does not allow, except a pending WebAuthn factor, which only the
-// transaction sees.
-func checkConfirmation(c mfa.Confirmation) error {
-	if c.Step < 0 || c.Step > maxStep {
-		return fmt.Errorf("step %d out of range", c.Step)
-	}
-	if len(c.RecoveryHashes) > maxRecoveryCodes {
-		return fmt.Errorf("%d recovery codes, at most %d", len(c.RecoveryHashes), maxRecoveryCodes)
-	}
-	f := c.Factor
-	switch {
-	case f == nil:
-		return nil
-	case f.ID == "":
-		return errors.New("the factor has no ID")
-	case c.FactorID != "" && c.FactorID != f.ID:
-		return fmt.Errorf("factor ID %q is not the factor's %q", c.FactorID, f.ID)
-	case (f.Kind == mfa.KindWebAuthn) != (f.WebAuthn != nil):
-		return fmt.Errorf("%s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
-	case f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0:
-		return fmt.Errorf("factor %s has an empty credential ID", f.ID)
 	}
 	return nil
 }
@@ -315,7 +282,7 @@ func (s *Store) StartAttempt(ctx context.Context, userID string, now time.Time, 
 
 // AcceptTOTPStep implements mfa.Store.
 func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, epoch uint64, now time.Time) (bool, error) {
-	if step < 0 || step > maxStep {
+	if step < 0 || step > mfa.MaxStep {
 		return false, fmt.Errorf("boltstore: accept totp step: step %d out of range", step)
 	}
 	var accepted bool
@@ -472,7 +439,7 @@ func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now 
 // ConfirmFactor implements mfa.Store. Its checks and its changes are one
 // transaction: confirmable, then confirm.
 func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
-	if err := checkConfirmation(c); err != nil {
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("boltstore: confirm factor: %w", err)
 	}
 	// A refusal is returned through result, not as the batch function's
@@ -648,8 +615,8 @@ func (s *Store) ConsumeRecoveryCode(ctx context.Context, userID, codeHash string
 
 // ReplaceRecoveryCodes implements mfa.Store.
 func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID string, hashes []string, now time.Time) error {
-	if len(hashes) > maxRecoveryCodes {
-		return fmt.Errorf("boltstore: replace recovery codes: %d codes, at most %d", len(hashes), maxRecoveryCodes)
+	if len(hashes) > mfa.MaxRecoveryHashes {
+		return fmt.Errorf("boltstore: replace recovery codes: %d codes, at most %d", len(hashes), mfa.MaxRecoveryHashes)
 	}
 	var result error
 	err := s.update(ctx, "replace recovery codes", userID, func(tx *bolt.Tx, u *userRec) (bool, error) {

@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -432,6 +433,42 @@ type Enrollment struct {
 
 // Usable reports whether the session may enrol a factor.
 func (e Enrollment) Usable() bool { return !e.NeedsActivation || e.Activated }
+
+// Bounds of what the Store methods take.
+const (
+	// MaxStep is the largest TOTP step a Store takes (Lua compares steps
+	// as doubles, exact up to 2^53; the steps of any real time are far
+	// below).
+	MaxStep = 1 << 53
+	// MaxRecoveryHashes is the most recovery code hashes one call may give.
+	MaxRecoveryHashes = 1000
+)
+
+// Validate refuses the confirmations that Store.ConfirmFactor does not
+// allow, except a pending WebAuthn factor, which only the store's atomic
+// step sees.
+func (c Confirmation) Validate() error {
+	if c.Step < 0 || c.Step > MaxStep {
+		return fmt.Errorf("step %d out of range", c.Step)
+	}
+	if len(c.RecoveryHashes) > MaxRecoveryHashes {
+		return fmt.Errorf("%d recovery codes, at most %d", len(c.RecoveryHashes), MaxRecoveryHashes)
+	}
+	f := c.Factor
+	switch {
+	case f == nil:
+		return nil
+	case f.ID == "":
+		return errors.New("the factor has no ID")
+	case c.FactorID != "" && c.FactorID != f.ID:
+		return fmt.Errorf("factor ID %q is not the factor's %q", c.FactorID, f.ID)
+	case (f.Kind == KindWebAuthn) != (f.WebAuthn != nil):
+		return fmt.Errorf("%s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
+	case f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0:
+		return fmt.Errorf("factor %s has an empty credential ID", f.ID)
+	}
+	return nil
+}
 
 // Confirmation is the argument of ConfirmFactor.
 type Confirmation struct {

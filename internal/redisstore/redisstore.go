@@ -244,12 +244,9 @@ func parseEpoch(v string) (uint64, error) {
 	return n, nil
 }
 
-// maxStep bounds TOTP steps: Lua compares them as doubles, exact up to 2^53.
-const maxStep = 1 << 53
-
 // AcceptTOTPStep advances a factor's last accepted step, in one script.
 func (s *Store) AcceptTOTPStep(ctx context.Context, userID, factorID string, step int64, epoch uint64, now time.Time) (bool, error) {
-	if step < 0 || step > maxStep {
+	if step < 0 || step > mfa.MaxStep {
 		return false, fmt.Errorf("redisstore: accept totp step: step %d out of range", step)
 	}
 	return s.acceptTOTPStep(ctx, userID, factorID, step, epoch, now, newNonce())
@@ -438,9 +435,8 @@ func (s *Store) PendingFactor(ctx context.Context, userID, factorID string, now 
 	return f, nil
 }
 
-// maxRecoveryCodes bounds the recovery code hashes of one call: scripts
-// pass them to SADD through Lua's unpack, which takes a few thousand at most.
-const maxRecoveryCodes = 1000
+// mfa.MaxRecoveryHashes suits the scripts: they pass the hashes to SADD
+// through Lua's unpack, which takes a few thousand at most.
 
 // ConfirmFactor confirms a factor and completes its session, in one script;
 // then it deletes the session's index, which lies in another slot.
@@ -467,7 +463,7 @@ const maxRecoveryCodes = 1000
 // closed. The index therefore says which IDs are taken, not who owns a
 // credential: that is the user's factors.
 func (s *Store) ConfirmFactor(ctx context.Context, c mfa.Confirmation) error {
-	if err := checkConfirmation(c); err != nil {
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("redisstore: confirm factor: %w", err)
 	}
 	factorID, args, err := confirmArgs(c)
@@ -504,34 +500,8 @@ func (s *Store) confirm(ctx context.Context, c mfa.Confirmation, factorID string
 	return nil
 }
 
-// checkConfirmation refuses the confirmations that mfa.Store.ConfirmFactor
-// does not allow, except a pending WebAuthn factor, which only the script
-// sees.
-func checkConfirmation(c mfa.Confirmation) error {
-	if c.Step < 0 || c.Step > maxStep {
-		return fmt.Errorf("step %d out of range", c.Step)
-	}
-	if len(c.RecoveryHashes) > maxRecoveryCodes {
-		return fmt.Errorf("%d recovery codes, at most %d", len(c.RecoveryHashes), maxRecoveryCodes)
-	}
-	f := c.Factor
-	switch {
-	case f == nil:
-		return nil
-	case f.ID == "":
-		return errors.New("the factor has no ID")
-	case c.FactorID != "" && c.FactorID != f.ID:
-		return fmt.Errorf("factor ID %q is not the factor's %q", c.FactorID, f.ID)
-	case (f.Kind == mfa.KindWebAuthn) != (f.WebAuthn != nil):
-		return fmt.Errorf("%s factor %s with WebAuthn record %v", f.Kind, f.ID, f.WebAuthn != nil)
-	case f.WebAuthn != nil && len(f.WebAuthn.CredentialID) == 0:
-		return fmt.Errorf("factor %s has an empty credential ID", f.ID)
-	}
-	return nil
-}
-
 // confirmArgs returns the ID of the factor that c confirms and the ARGV of
-// confirmFactorScript for c, which checkConfirmation accepted.
+// confirmFactorScript for c, which Confirmation.Validate accepted.
 func confirmArgs(c mfa.Confirmation) (factorID string, args []any, err error) {
 	factorID, factorJSON, wa := c.FactorID, "", ""
 	if f := c.Factor; f != nil {
@@ -674,8 +644,8 @@ func (s *Store) ConsumeRecoveryCode(ctx context.Context, userID, codeHash string
 // session, in one script; then it deletes the session's index, which lies in
 // another slot (best effort, as ConfirmFactor).
 func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tokenHash, userID string, hashes []string, now time.Time) error {
-	if len(hashes) > maxRecoveryCodes {
-		return fmt.Errorf("redisstore: replace recovery codes: %d codes, at most %d", len(hashes), maxRecoveryCodes)
+	if len(hashes) > mfa.MaxRecoveryHashes {
+		return fmt.Errorf("redisstore: replace recovery codes: %d codes, at most %d", len(hashes), mfa.MaxRecoveryHashes)
 	}
 	k := userKeys(userID)
 	args := make([]any, 0, 2+len(hashes))
