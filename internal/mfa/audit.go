@@ -259,6 +259,13 @@ const chainPage = 1000
 // holds the hash of the event before it. A chain whose last events were
 // removed, or that was rewritten whole with new hashes, passes: the chain
 // proves only that nothing changed before its last event.
+//
+// A chain whose first event left has a Seq above 1 was pruned
+// (Store.PruneEvents, the audit retention): it is checked from that event
+// on, with the same rules, but that event's PrevHash cannot be checked, its
+// predecessor being gone. So a chain proves nothing about the events before
+// its first one left: their removal, by the retention or behind the
+// store's back, does not show.
 func (s *Service) VerifyAuditTrail(ctx context.Context, userID string) (ChainReport, error) {
 	var r ChainReport
 	if userID != "" {
@@ -287,13 +294,19 @@ func (s *Service) VerifyAuditTrail(ctx context.Context, userID string) (ChainRep
 // verifyChain checks userID's chain, counting its intact events in r and
 // naming in r the first broken one.
 func (s *Service) verifyChain(ctx context.Context, userID string, r *ChainReport) error {
-	next, prevHash := uint64(1), ""
+	next, prevHash, first := uint64(1), "", true
 	for {
 		events, err := s.o.Store.Chain(ctx, userID, next, chainPage)
 		if err != nil {
 			return err
 		}
 		for _, e := range events {
+			if first && e.Seq > next {
+				// Pruned: the chain starts at its first event left,
+				// whose predecessor is gone.
+				next, prevHash = e.Seq, e.PrevHash
+			}
+			first = false
 			if p := chainProblem(e, userID, next, prevHash); p != "" {
 				r.BrokenEventID, r.Problem = Event{UserID: userID, Seq: e.Seq}.ID(), p
 				s.log(ctx, slog.LevelWarn, "audit chain broken", "event_id", r.BrokenEventID, "problem", p)
@@ -317,8 +330,6 @@ func chainProblem(e Event, userID string, want uint64, prevHash string) string {
 		return "hash does not match its content"
 	case e.UserID != userID:
 		return "event of another user's chain"
-	case e.Seq > want && want == 1:
-		return fmt.Sprintf("previous event missing: the chain starts at %d", e.Seq)
 	case e.Seq > want:
 		return fmt.Sprintf("previous event missing: %d expected", want)
 	case e.Seq < want:

@@ -235,9 +235,25 @@ func TestVerifyAuditTrail(t *testing.T) {
 		{"one removed", func(evs []mfa.Event) []mfa.Event {
 			return slices.Delete(evs, 1, 2)
 		}, mfa.ChainReport{Events: 1, BrokenEventID: "dr-b/3", Problem: "previous event missing: 2 expected"}},
-		{"the first removed", func(evs []mfa.Event) []mfa.Event {
-			return evs[1:]
-		}, mfa.ChainReport{Events: 0, BrokenEventID: "dr-b/2", Problem: "previous event missing: the chain starts at 2"}},
+		// A chain whose first events are gone was pruned: it is checked
+		// from its first event left, whose PrevHash cannot be.
+		{"the first two removed (pruned)", func(evs []mfa.Event) []mfa.Event {
+			return evs[2:]
+		}, mfa.ChainReport{Events: 2}},
+		{"pruned, then the first left edited", func(evs []mfa.Event) []mfa.Event {
+			evs = evs[1:]
+			evs[0].Reason = "routine"
+			return evs
+		}, mfa.ChainReport{Events: 0, BrokenEventID: "dr-b/2", Problem: "hash does not match its content"}},
+		{"pruned, then one removed", func(evs []mfa.Event) []mfa.Event {
+			return slices.Delete(evs[1:], 1, 2)
+		}, mfa.ChainReport{Events: 1, BrokenEventID: "dr-b/4", Problem: "previous event missing: 3 expected"}},
+		{"pruned, then the second left rehashed", func(evs []mfa.Event) []mfa.Event {
+			evs = evs[1:]
+			evs[0].Reason = "routine"
+			evs[0].Hash = mfa.EventHash(evs[0])
+			return evs
+		}, mfa.ChainReport{Events: 1, BrokenEventID: "dr-b/3", Problem: "previous hash does not match the previous event: it was changed or replaced"}},
 		{"one repeated", func(evs []mfa.Event) []mfa.Event {
 			return slices.Insert(evs, 2, evs[1])
 		}, mfa.ChainReport{Events: 2, BrokenEventID: "dr-b/2", Problem: "out of order: 3 expected"}},

@@ -253,6 +253,29 @@ type Store interface {
 	// user after ("" for the first page), which need not have one. Fewer
 	// than n: there are no more.
 	ChainUsers(ctx context.Context, after string, n int) ([]string, error)
+
+	// PruneEvents removes old audit events, for a retention period. An
+	// event can go when its Time is before `before` (strictly: an event at
+	// before, or after it, stays) and it is the first event left in its
+	// chain: so a chain loses only its oldest events, in Seq order, and
+	// what remains of it is always a contiguous suffix, the events of Seq
+	// >= some first Seq. An event before `before` that follows one at or
+	// after it in its chain stays until that one can go. A removed event
+	// goes with its index entries, atomically for each chain: Events and
+	// Chain no longer return it. The chain's head stays, even when all its
+	// events go, so that the next AppendEvent continues the chain (the last
+	// Seq + 1, after its Hash) and ChainUsers still lists the user.
+	//
+	// At most max events go in one call (1 to MaxPruneEvents; other max
+	// are not allowed), the oldest first: by Time, exactly so when each chain's
+	// times rise with its Seq, as the service's appends make them. It
+	// returns how many it removed; fewer than max means that, when it
+	// ended, no event that could go was left, but those appended meanwhile
+	// (when no other PruneEvents ran at the same time).
+	// The outbox (see Outbox) is not touched: DropNotifications ages its
+	// entries on its own.
+	PruneEvents(ctx context.Context, before time.Time, max int) (removed int, err error)
+
 	Bypasses // break-glass bypass codes (bypass.go)
 	Outbox   // notifications waiting for the webhook (outbox.go)
 }
@@ -442,7 +465,17 @@ const (
 	MaxStep = 1 << 53
 	// MaxRecoveryHashes is the most recovery code hashes one call may give.
 	MaxRecoveryHashes = 1000
+	// MaxPruneEvents is the most audit events one PruneEvents may remove.
+	MaxPruneEvents = 10000
 )
+
+// CheckPruneMax refuses a max that Store.PruneEvents does not allow.
+func CheckPruneMax(max int) error {
+	if max < 1 || max > MaxPruneEvents {
+		return fmt.Errorf("max %d: want 1 to %d", max, MaxPruneEvents)
+	}
+	return nil
+}
 
 // Validate refuses the confirmations that Store.ConfirmFactor does not
 // allow, except a pending WebAuthn factor, which only the store's atomic

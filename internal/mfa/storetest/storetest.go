@@ -80,6 +80,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"EventsRefused", testEventsRefused},
 		{"Chain", testChain},
 		{"ChainUsers", testChainUsers},
+		{"PruneEvents", testPruneEvents},
 
 		{"ConcurrentAcceptTOTPStep", testConcurrentAccept},
 		{"ConcurrentStartAttempt", testConcurrentStartAttempt},
@@ -91,6 +92,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentDuplicateCredential", testConcurrentDuplicateCredential},
 		{"ConcurrentReset", testConcurrentReset},
 		{"ConcurrentAppendEvent", testConcurrentAppendEvent},
+		{"ConcurrentPruneEvents", testConcurrentPruneEvents},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -359,6 +361,7 @@ func testCancelledContext(t *testing.T, s mfa.Store) {
 		{"Events", func(ctx context.Context) error { _, _, err := s.Events(ctx, mfa.EventQuery{Limit: 10}); return err }},
 		{"Chain", func(ctx context.Context) error { _, err := s.Chain(ctx, "alice", 1, 10); return err }},
 		{"ChainUsers", func(ctx context.Context) error { _, err := s.ChainUsers(ctx, "", 10); return err }},
+		{"PruneEvents", func(ctx context.Context) error { _, err := s.PruneEvents(ctx, t0.Add(time.Hour), 10); return err }},
 	} {
 		wantErr(t, c.name+" with a cancelled context", c.call(cancelled), context.Canceled)
 	}
