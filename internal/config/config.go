@@ -78,6 +78,8 @@ type Config struct {
 
 	MaxRequestBytes int
 	LogLevel        string
+	// AuditRetention is how long audit events are kept (0: for ever).
+	AuditRetention time.Duration
 
 	// WebhookURL receives the notifications (package notify); "" sends
 	// none. WebhookSecret signs them.
@@ -100,6 +102,14 @@ const (
 	// default HTTP port, as a browser on the same machine names it.
 	DefaultOrigin = "http://localhost:" + defaultHTTPPort
 )
+
+// DefaultAuditRetention is how long audit events are kept by default: 400
+// days, 13 months, a common retention of audit logs (a year and the month
+// it takes to review it).
+const DefaultAuditRetention = 400 * 24 * time.Hour
+
+// MinAuditRetention is the shortest retention of audit events but 0 (none).
+const MinAuditRetention = 24 * time.Hour
 
 const (
 	defaultHTTPPort = "7080"
@@ -189,6 +199,7 @@ func (c *Config) define(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WebAuthnTimeout, "webauthn-timeout", pc.Timeout, "lifetime of a WebAuthn challenge")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", grpcapi.DefaultMaxRequestBytes, "largest gRPC request accepted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", DefaultAuditRetention, "how long audit events are kept: older ones are removed, from the start of each user's chain; 0 keeps them for ever, else at least 24h")
 	fs.StringVar(&c.WebhookURL, "webhook-url", "", "URL that receives a signed POST for each change a user should hear of (factor added, removed, suspended, reset, lockout, recovery code used, ...): https, or http on loopback; empty sends none")
 	fs.Var(secretFlag{&c.WebhookSecret}, "webhook-secret", "secret of at least 32 bytes that signs each webhook request (HMAC-SHA256); required with -webhook-url (prefer the environment variable)")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", notify.DefaultTimeout, "bound on one webhook request, answer included: 1s to 1m")
@@ -320,6 +331,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 16<<20 {
 		bad("-max-request-bytes %d: want 1024 to 16777216", c.MaxRequestBytes)
+	}
+	if c.AuditRetention != 0 && c.AuditRetention < MinAuditRetention {
+		bad("-audit-retention %v: want 0 (keep for ever) or at least %v", c.AuditRetention, MinAuditRetention)
 	}
 	if c.Bypass != "on" && c.Bypass != "off" {
 		bad("-bypass %q: want on or off", c.Bypass)

@@ -56,6 +56,7 @@ func TestLoadDefaults(t *testing.T) {
 		Bypass:            "on",
 		MaxRequestBytes:   64 << 10,
 		LogLevel:          "info",
+		AuditRetention:    400 * 24 * time.Hour,
 
 		WebAuthnRPID:             "localhost",
 		WebAuthnRPName:           "secondfactor",
@@ -292,6 +293,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"javascript return url", []string{"-return-urls", "https://ok.example/,javascript:alert(1)"}, []string{`-return-urls "javascript:alert(1)": want an absolute http(s) URL`}},
 		{"max request bytes too small", []string{"-max-request-bytes", "100"}, []string{"-max-request-bytes 100: want 1024 to 16777216"}},
 		{"bad bypass", []string{"-bypass", "yes"}, []string{`-bypass "yes": want on or off`}},
+		{"audit retention under a day", []string{"-audit-retention", "23h"}, []string{"-audit-retention 23h0m0s: want 0 (keep for ever) or at least 24h0m0s"}},
+		{"audit retention negative", []string{"-audit-retention", "-24h"}, []string{"-audit-retention -24h0m0s: want 0 (keep for ever) or at least 24h0m0s"}},
 		{"bad log level", []string{"-log-level", "verbose"}, []string{`-log-level "verbose": want debug, info, warn or error`}},
 		{"empty data dir", []string{"-data-dir", ""}, []string{"-data-dir: must not be empty"}},
 		{"rp id with a scheme", []string{"-webauthn-rp-id", "https://portal.example", "-webauthn-origins", "https://portal.example"}, []string{
@@ -553,5 +556,23 @@ func TestMFAAndPasskey(t *testing.T) {
 	c.PublicURL = "https://mfa.example.org/sf"
 	if got, want := c.MFA().EnrollURL, "https://mfa.example.org/sf/enroll/"; got != want {
 		t.Errorf("EnrollURL of a public URL without a final slash = %q, want %q", got, want)
+	}
+}
+
+// TestAuditRetentionAccepted: 0 (keep for ever) and exactly a day are
+// accepted, from a flag or the environment.
+func TestAuditRetentionAccepted(t *testing.T) {
+	for v, want := range map[string]time.Duration{"0": 0, "24h": 24 * time.Hour, "8760h": 365 * 24 * time.Hour} {
+		got, err := load(t, []string{"-audit-retention", v}, nil)
+		if err != nil {
+			t.Fatalf("-audit-retention %s: %v", v, err)
+		}
+		if got.AuditRetention != want {
+			t.Errorf("-audit-retention %s: %v, want %v", v, got.AuditRetention, want)
+		}
+	}
+	got, err := load(t, nil, map[string]string{"SECONDFACTOR_AUDIT_RETENTION": "0s"})
+	if err != nil || got.AuditRetention != 0 {
+		t.Fatalf("SECONDFACTOR_AUDIT_RETENTION=0s: %v, %v; want 0", got.AuditRetention, err)
 	}
 }

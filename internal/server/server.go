@@ -44,6 +44,9 @@ const (
 	sweepEvery = 10 * time.Minute
 	// readHeaderTimeout bounds a client's request headers on the HTTP side.
 	readHeaderTimeout = 10 * time.Second
+	// pruneBatch is how many audit events one PruneEvents of the retention
+	// removes at most.
+	pruneBatch = 1000
 )
 
 // Option changes how New builds a server, for what a Config cannot say.
@@ -92,6 +95,8 @@ type Server struct {
 	closeStore func() error // nil for a store given WithStore
 	outbox     mfa.Outbox
 	deliverer  *notify.Deliverer // nil without -webhook-url
+	audit      pruner
+	retention  time.Duration // -audit-retention; 0 keeps the audit events
 
 	stop         chan struct{}  // closed by Shutdown
 	loops        sync.WaitGroup // the loops that use the store: Shutdown waits for them before closing it
@@ -127,7 +132,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	s := &Server{
 		log: log, now: o.now, tls: cfg.TLS(), store: cfg.Store, policy: cfg.Policy,
-		failureTTL: cfg.FailureTTL, stop: make(chan struct{}),
+		failureTTL: cfg.FailureTTL, retention: cfg.AuditRetention, stop: make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -173,7 +178,7 @@ func (s *Server) build(cfg config.Config, store mfa.Store, ring *seal.Ring, call
 	if err != nil {
 		return err
 	}
-	s.outbox = store
+	s.outbox, s.audit = store, store
 	if cfg.WebhookURL != "" {
 		s.deliverer, err = notify.New(notify.Options{
 			Outbox: store, URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Timeout: cfg.WebhookTimeout,
@@ -233,9 +238,10 @@ type Listeners struct {
 }
 
 // Serve serves the API on l.GRPC and, if it is not nil, health and metrics
-// on l.HTTP, sweeps the embedded store it opened, and delivers the outbox's
-// notifications to the webhook (without one, drops those older than
-// notify.GiveUp, which no replica would send any more), until Shutdown;
+// on l.HTTP, sweeps the embedded store it opened, removes the audit events
+// older than the retention, and delivers the outbox's notifications to the
+// webhook (without one, drops those older than notify.GiveUp, which no
+// replica would send any more), until Shutdown;
 // call it once. It refuses a gRPC listener that is not on loopback when the
 // server has no TLS. It returns nil once Shutdown has stopped the servers,
 // or the error of the first one that fails; after a failure, call Shutdown.
@@ -251,8 +257,8 @@ func (s *Server) Serve(l Listeners) error {
 		}
 		return err
 	}
-	// The outbox's loop first: once the API answers, it runs.
-	s.startOutbox()
+	// The store's loops first: once the API answers, they run.
+	s.startLoops()
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(l.GRPC) }()
 	if l.HTTP != nil {
@@ -315,14 +321,20 @@ func (s *Server) sweep() {
 	}
 }
 
-// startOutbox starts the loop of the outbox: the webhook's deliverer, or,
-// without a webhook, the drop of notifications nobody will send.
-func (s *Server) startOutbox() {
+// startLoops starts the loops that use the store until Shutdown: the audit
+// retention's, and the outbox's: the webhook's deliverer, or, without a
+// webhook, the drop of notifications nobody will send.
+func (s *Server) startLoops() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.loops.Go(func() {
 		<-s.stop
 		cancel()
 	})
+	if s.retention > 0 {
+		s.loops.Go(func() { s.pruneAudit(ctx) })
+	} else {
+		s.log.Info("-audit-retention 0: audit events are kept for ever")
+	}
 	if s.deliverer != nil {
 		s.loops.Go(func() { s.deliverer.Run(ctx) })
 		return
@@ -351,6 +363,48 @@ func (s *Server) dropNotifications(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// pruner is the part of the store the audit retention uses.
+type pruner interface {
+	PruneEvents(ctx context.Context, before time.Time, max int) (int, error)
+}
+
+// pruneAudit removes the audit events older than the retention at once,
+// then every sweepEvery until ctx ends.
+func (s *Server) pruneAudit(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		s.pruneAuditOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pruneAuditOnce removes the audit events older than the retention, by the
+// server's clock, pruneBatch at a time until a batch removes fewer. A batch
+// begun ends, before the store closes; once ctx ends, no other begins.
+func (s *Server) pruneAuditOnce(ctx context.Context) {
+	before := s.now().Add(-s.retention)
+	removed := 0
+	for {
+		n, err := s.audit.PruneEvents(context.WithoutCancel(ctx), before, pruneBatch)
+		removed += n
+		if err != nil {
+			s.log.Error("prune audit events", "err", err, "removed", removed)
+			return
+		}
+		if n < pruneBatch || ctx.Err() != nil {
+			break
+		}
+	}
+	if removed > 0 {
+		s.log.Info("pruned audit events past the retention", "removed", removed, "before", before, "retention", s.retention)
 	}
 }
 
