@@ -260,20 +260,20 @@ type Store interface {
 	// chain: so a chain loses only its oldest events, in Seq order, and
 	// what remains of it is always a contiguous suffix, the events of Seq
 	// >= some first Seq. An event before `before` that follows one at or
-	// after it in its chain stays until that one can go. A removed event
-	// goes with its index entries, atomically for each chain: Events and
-	// Chain no longer return it. The chain's head stays, even when all its
+	// after it in its chain stays until that one can go. A chain's events
+	// go with their index entries in one atomic step (a store may drop an
+	// entry of an index that spans users just after it): Events and Chain
+	// no longer return them. The chain's head stays, even when all its
 	// events go, so that the next AppendEvent continues the chain (the last
 	// Seq + 1, after its Hash) and ChainUsers still lists the user.
 	//
 	// At most max events go in one call (1 to MaxPruneEvents; other max
-	// are not allowed), the oldest first: by Time, exactly so when each chain's
-	// times rise with its Seq, as the service's appends make them. It
-	// returns how many it removed; fewer than max means that, when it
-	// ended, no event that could go was left, but those appended meanwhile
-	// (when no other PruneEvents ran at the same time).
-	// The outbox (see Outbox) is not touched: DropNotifications ages its
-	// entries on its own.
+	// are not allowed), the oldest first: by Time, exactly so when each
+	// chain's times rise with its Seq, as the service's appends make them.
+	// It returns how many it removed; fewer than max means that, when it
+	// ended, no event that could go was left but those appended meanwhile
+	// (when no other PruneEvents ran at the same time). The outbox (see
+	// Outbox) is not touched: DropNotifications ages its entries on its own.
 	PruneEvents(ctx context.Context, before time.Time, max int) (removed int, err error)
 
 	Bypasses // break-glass bypass codes (bypass.go)
