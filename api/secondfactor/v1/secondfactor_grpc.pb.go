@@ -5,9 +5,12 @@
 // support staff call AdminService (role "admin") through the
 // `secondfactor` CLI.
 //
-// Authentication: every call carries `authorization: Bearer <token>` metadata.
-// A missing or unknown token
-// is UNAUTHENTICATED, a caller without the method's role PERMISSION_DENIED.
+// Authentication: a call carries `authorization: Bearer <token>` metadata, or
+// comes over TLS with a client certificate that the server maps to a caller
+// (-client-ca, -cert-callers); with both, they must name the same caller. A
+// missing, unknown or unmapped credential is UNAUTHENTICATED (an expired or
+// foreign certificate fails the TLS handshake), a caller without the
+// method's role PERMISSION_DENIED.
 //
 // Errors: malformed input is INVALID_ARGUMENT and the message names the field
 // ("user_id: must be 1 to 128 bytes"); so is a request that does not decode
