@@ -14,13 +14,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/sortkey"
 )
 
 // The audit trail. A user's chain is its events under keys that sort by
 // Seq; its head records the last Seq and Hash, so that an append reads
 // one small value, and a removed last event still leaves a gap that a
 // check of the chain sees. Two indexes list events newest first: every
-// user's, and one user's. Keys hold a user ID escaped (escapeUser), so
+// user's, and one user's. Keys hold a user ID written by sortkey.User, so
 // that every key sorts by its parts in order whatever bytes the ID holds.
 var (
 	auditBucket      = []byte("audit")       // user · seq → event JSON, as stored
@@ -31,48 +32,6 @@ var (
 
 // maxPage bounds the events, chain events and users one call returns.
 const maxPage = 1000
-
-// escapeUser returns a user ID as a key part that sorts as the ID does
-// and ends where it ends: each 0x00 is written 0x00 0xff, and the part is
-// closed by 0x00 0x01, which no escaped ID holds.
-func escapeUser(userID string) []byte {
-	b := make([]byte, 0, len(userID)+2)
-	for i := 0; i < len(userID); i++ {
-		b = append(b, userID[i])
-		if userID[i] == 0 {
-			b = append(b, 0xff)
-		}
-	}
-	return append(b, 0, 1)
-}
-
-// unescapeUser reads a user ID escaped by escapeUser at the start of k
-// and returns it and the rest of k.
-func unescapeUser(k []byte) (string, []byte, bool) {
-	var id []byte
-	for i := 0; i+1 < len(k); i++ {
-		if k[i] != 0 {
-			id = append(id, k[i])
-			continue
-		}
-		i++
-		switch k[i] {
-		case 0xff:
-			id = append(id, 0)
-		case 1:
-			return string(id), k[i+1:], true
-		default:
-			return "", nil, false
-		}
-	}
-	return "", nil, false
-}
-
-// timePart is an event's time in unix milliseconds as 8 bytes that sort
-// as the times do, before 1970 too.
-func timePart(ms int64) []byte {
-	return binary.BigEndian.AppendUint64(nil, uint64(ms)^(1<<63))
-}
 
 func seqPart(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
@@ -85,11 +44,11 @@ type position struct {
 }
 
 func chainKey(userID string, seq uint64) []byte {
-	return append(escapeUser(userID), seqPart(seq)...)
+	return append(sortkey.User(userID), seqPart(seq)...)
 }
 
 func timeKey(p position) []byte {
-	k := append(timePart(p.ms), escapeUser(p.user)...)
+	k := append(sortkey.Time(p.ms), sortkey.User(p.user)...)
 	return append(k, seqPart(p.seq)...)
 }
 
@@ -97,7 +56,7 @@ func parseTimeKey(k []byte) (position, bool) {
 	if len(k) < 8 {
 		return position{}, false
 	}
-	user, rest, ok := unescapeUser(k[8:])
+	user, rest, ok := sortkey.ParseUser(k[8:])
 	if !ok || len(rest) != 8 {
 		return position{}, false
 	}
@@ -105,7 +64,7 @@ func parseTimeKey(k []byte) (position, bool) {
 }
 
 func userTimeKey(p position) []byte {
-	k := append(escapeUser(p.user), timePart(p.ms)...)
+	k := append(sortkey.User(p.user), sortkey.Time(p.ms)...)
 	return append(k, seqPart(p.seq)...)
 }
 
@@ -218,7 +177,7 @@ func newListing(tx *bolt.Tx, q mfa.EventQuery) listing {
 	if q.UserID == "" {
 		return listing{q: q, b: tx.Bucket(auditTimeBucket), key: timeKey, parse: parseTimeKey}
 	}
-	prefix := escapeUser(q.UserID)
+	prefix := sortkey.User(q.UserID)
 	return listing{q: q, b: tx.Bucket(auditUserBucket), prefix: prefix, key: userTimeKey,
 		parse: func(k []byte) (position, bool) {
 			rest := k[len(prefix):]
@@ -233,7 +192,7 @@ func newListing(tx *bolt.Tx, q mfa.EventQuery) listing {
 func (l listing) upper(after *position) []byte {
 	var bound []byte
 	if !l.q.Until.IsZero() {
-		bound = append(slices.Clip(l.prefix), timePart(ceilMilli(l.q.Until))...)
+		bound = append(slices.Clip(l.prefix), sortkey.Time(ceilMilli(l.q.Until))...)
 	} else if l.prefix != nil {
 		// The prefix ends with 0x00 0x01: 0x00 0x02 sorts after all its keys.
 		bound = append(slices.Clone(l.prefix[:len(l.prefix)-1]), 2)
@@ -326,7 +285,7 @@ func (s *Store) Chain(ctx context.Context, userID string, from uint64, n int) ([
 	out := []mfa.Event{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
-		prefix := escapeUser(userID)
+		prefix := sortkey.User(userID)
 		c := tx.Bucket(auditBucket).Cursor()
 		for k, v := c.Seek(chainKey(userID, max(from, 1))); k != nil && bytes.HasPrefix(k, prefix) && len(out) < n; k, v = c.Next() {
 			var e mfa.Event

@@ -14,6 +14,7 @@ import (
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
 	"github.com/secondfactor/secondfactor/internal/secret"
+	"github.com/secondfactor/secondfactor/internal/sortkey"
 )
 
 // Bypass codes (mfa.Bypasses). Each bypass is a record under its ID; each
@@ -25,7 +26,7 @@ import (
 var (
 	bypassBucket        = []byte("bypasses")       // bypass ID → mfa.Bypass JSON
 	bypassCurrentBucket = []byte("bypass_current") // user ID → currentBypass JSON
-	bypassTimeBucket    = []byte("bypass_time")    // issued ms (timePart) · bypass ID → nothing
+	bypassTimeBucket    = []byte("bypass_time")    // issued ms (sortkey.Time) · bypass ID → nothing
 	bypassBuckets       = [][]byte{bypassBucket, bypassCurrentBucket, bypassTimeBucket}
 )
 
@@ -69,7 +70,7 @@ func milli(t time.Time) time.Time {
 	return time.UnixMilli(t.UnixMilli()).UTC()
 }
 
-func bypassTimeKey(ms int64, id string) []byte { return append(timePart(ms), id...) }
+func bypassTimeKey(ms int64, id string) []byte { return append(sortkey.Time(ms), id...) }
 
 func getBypass(tx *bolt.Tx, id string) (mfa.Bypass, bool, error) {
 	bk := tx.Bucket(bypassBucket)
@@ -242,7 +243,7 @@ func (s *Store) Bypasses(ctx context.Context, q mfa.BypassQuery) ([]mfa.Bypass, 
 	}
 	var upper []byte
 	if !q.Until.IsZero() {
-		upper = timePart(ceilMilli(q.Until))
+		upper = sortkey.Time(ceilMilli(q.Until))
 	}
 	if q.Cursor != "" {
 		k, err := decodeBypassCursor(q.Cursor)
@@ -286,7 +287,7 @@ func listBypasses(tx *bolt.Tx, q mfa.BypassQuery, upper []byte) ([]mfa.Bypass, s
 	}
 	var lower []byte
 	if !q.Since.IsZero() {
-		lower = timePart(ceilMilli(q.Since))
+		lower = sortkey.Time(ceilMilli(q.Since))
 	}
 	var out []mfa.Bypass
 	for ; k != nil && bytes.Compare(k, lower) >= 0; k, _ = c.Prev() {

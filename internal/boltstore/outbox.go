@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/sortkey"
 )
 
 // The outbox (mfa.Outbox): a notification is written by AppendEvent, in the
@@ -53,7 +54,7 @@ func outboxBuckets(tx *bolt.Tx) (entries, due *bolt.Bucket, err error) {
 	return entries, due, nil
 }
 
-func dueKey(ms int64, entry []byte) []byte { return append(timePart(ms), entry...) }
+func dueKey(ms int64, entry []byte) []byte { return append(sortkey.Time(ms), entry...) }
 
 // enqueue puts e, just appended as js, in the outbox if it is notifiable;
 // AppendEvent calls it in its transaction.

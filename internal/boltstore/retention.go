@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/sortkey"
 )
 
 // PruneEvents implements mfa.Store in one transaction. It goes up the
@@ -56,7 +57,7 @@ type pruning struct {
 // scan returns up to n entries of the time index from key from on, below
 // the cut, and the key after the last.
 func (p pruning) scan(from []byte, n int) ([]position, []byte) {
-	cut := timePart(p.cut)
+	cut := sortkey.Time(p.cut)
 	var out []position
 	var last []byte
 	c := p.tx.Bucket(auditTimeBucket).Cursor()
@@ -105,7 +106,7 @@ func (p pruning) prune(batch []position, budget int) (int, error) {
 // how many it removed and the Seq of the chain's first event left (the
 // head's + 1 if none is).
 func (p pruning) pruneChain(userID string, bound int64, n int) (int, uint64, error) {
-	prefix := escapeUser(userID)
+	prefix := sortkey.User(userID)
 	var gone []mfa.Event
 	first := uint64(0)
 	c := p.tx.Bucket(auditBucket).Cursor()

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/sortkey"
 )
 
 // The audit trail. A user's chain is a stream under the user's hash tag, so
@@ -31,7 +32,7 @@ import (
 // Both indexes by time are sorted sets whose members all score 0, so that
 // ZREVRANGEBYLEX lists them in the order of their bytes: a member starts
 // with the event's time (8 bytes that sort as times do), then, in
-// audit:idx, the user ID escaped (escapeUser) and the Seq (8 bytes), then
+// audit:idx, the user ID written by sortkey.User and the Seq (8 bytes), then
 // the first 8 bytes of the event's hash; in a user's index, the Seq. So a
 // listing is one range query, newest first, and a cursor is a position in
 // it.
@@ -54,50 +55,6 @@ const (
 	appendTries = 100
 )
 
-// escapeUser returns a user ID as a member part that sorts as the ID does
-// and ends where it ends: each 0x00 is written 0x00 0xff, and the part is
-// closed by 0x00 0x01, which no escaped ID holds.
-func escapeUser(userID string) []byte {
-	b := make([]byte, 0, len(userID)+2)
-	for i := 0; i < len(userID); i++ {
-		b = append(b, userID[i])
-		if userID[i] == 0 {
-			b = append(b, 0xff)
-		}
-	}
-	return append(b, 0, 1)
-}
-
-// unescapeUser reads a user ID escaped by escapeUser at the start of m and
-// returns it and the rest of m.
-func unescapeUser(m []byte) (string, []byte, bool) {
-	var id []byte
-	for i := 0; i+1 < len(m); i++ {
-		if m[i] != 0 {
-			id = append(id, m[i])
-			continue
-		}
-		i++
-		switch m[i] {
-		case 0xff:
-			id = append(id, 0)
-		case 1:
-			return string(id), m[i+1:], true
-		default:
-			return "", nil, false
-		}
-	}
-	return "", nil, false
-}
-
-// timePart is a time in unix milliseconds as 8 bytes that sort as the
-// times do, before 1970 too.
-func timePart(ms int64) []byte {
-	return binary.BigEndian.AppendUint64(nil, uint64(ms)^(1<<63))
-}
-
-func partTime(b []byte) int64 { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
-
 // position is where an event sorts in a listing: newest first, by time,
 // then user ID and Seq, all descending.
 type position struct {
@@ -109,7 +66,7 @@ type position struct {
 // indexMember is the member of the event at p in audit:idx, without the
 // hash (a bound of a range query), or with the first 8 bytes of it.
 func indexMember(p position, hash []byte) []byte {
-	m := append(timePart(p.ms), escapeUser(p.user)...)
+	m := append(sortkey.Time(p.ms), sortkey.User(p.user)...)
 	m = binary.BigEndian.AppendUint64(m, p.seq)
 	return append(m, hash...)
 }
@@ -118,16 +75,16 @@ func parseIndexMember(m []byte) (position, []byte, bool) {
 	if len(m) < 8 {
 		return position{}, nil, false
 	}
-	user, rest, ok := unescapeUser(m[8:])
+	user, rest, ok := sortkey.ParseUser(m[8:])
 	if !ok || len(rest) != 16 {
 		return position{}, nil, false
 	}
-	return position{ms: partTime(m), user: user, seq: binary.BigEndian.Uint64(rest)}, rest[8:], true
+	return position{ms: sortkey.ParseTime(m), user: user, seq: binary.BigEndian.Uint64(rest)}, rest[8:], true
 }
 
 // timesMember is the member of the event at p in its user's index.
 func timesMember(p position) []byte {
-	return binary.BigEndian.AppendUint64(timePart(p.ms), p.seq)
+	return binary.BigEndian.AppendUint64(sortkey.Time(p.ms), p.seq)
 }
 
 // hashPrefix is the first 8 bytes of a hex hash, nil if it is not one.
@@ -306,7 +263,7 @@ func newListing(q mfa.EventQuery) listing {
 			if len(m) != 16 {
 				return position{}, nil, false
 			}
-			return position{ms: partTime(m), user: q.UserID, seq: binary.BigEndian.Uint64(m[8:])}, nil, true
+			return position{ms: sortkey.ParseTime(m), user: q.UserID, seq: binary.BigEndian.Uint64(m[8:])}, nil, true
 		}}
 }
 
@@ -315,7 +272,7 @@ func newListing(q mfa.EventQuery) listing {
 func (l listing) rangeBounds(after *position) (string, string) {
 	var upper []byte
 	if !l.q.Until.IsZero() {
-		upper = timePart(ceilTime(l.q.Until))
+		upper = sortkey.Time(ceilTime(l.q.Until))
 	}
 	if after != nil {
 		if b := l.bound(*after); upper == nil || bytes.Compare(b, upper) < 0 {
@@ -327,7 +284,7 @@ func (l listing) rangeBounds(after *position) (string, string) {
 		maxBound = "(" + string(upper)
 	}
 	if !l.q.Since.IsZero() {
-		minBound = "[" + string(timePart(ceilTime(l.q.Since)))
+		minBound = "[" + string(sortkey.Time(ceilTime(l.q.Since)))
 	}
 	return maxBound, minBound
 }

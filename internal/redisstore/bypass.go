@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/sortkey"
 )
 
 // Bypass codes (mfa.Bypasses). A user's bypasses live in one hash under the
@@ -26,7 +27,7 @@ import (
 //	                  consumed: its ID, code hash and expiry (ms)
 //	bp:<ID>     string  user ID: finds a bypass from its ID alone
 //	bypass:idx  sorted set  every bypass by time of issue: members, all
-//	                  scored 0, are the time (timePart), the ID (16 bytes)
+//	                  scored 0, are the time (sortkey.Time), the ID (16 bytes)
 //	                  and the user ID, so that ZREVRANGEBYLEX lists them
 //	                  newest first
 //
@@ -65,7 +66,7 @@ func checkBypass(b mfa.Bypass, codeHash string) error {
 }
 
 func bypassMember(ms int64, id, userID string) string {
-	return string(timePart(ms)) + id + userID
+	return string(sortkey.Time(ms)) + id + userID
 }
 
 // PutBypass writes the bypass's ID index and its member of bypass:idx,
@@ -247,7 +248,7 @@ func decodeBypassCursor(s string) (string, error) {
 func bypassBounds(q mfa.BypassQuery) (maxBound, minBound string, err error) {
 	upper := ""
 	if !q.Until.IsZero() {
-		upper = string(timePart(ceilTime(q.Until)))
+		upper = string(sortkey.Time(ceilTime(q.Until)))
 	}
 	if q.Cursor != "" {
 		c, err := decodeBypassCursor(q.Cursor)
@@ -263,7 +264,7 @@ func bypassBounds(q mfa.BypassQuery) (maxBound, minBound string, err error) {
 		maxBound = "(" + upper
 	}
 	if !q.Since.IsZero() {
-		minBound = "[" + string(timePart(ceilTime(q.Since)))
+		minBound = "[" + string(sortkey.Time(ceilTime(q.Since)))
 	}
 	return maxBound, minBound, nil
 }

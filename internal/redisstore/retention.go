@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/sortkey"
 )
 
 // prunePage bounds the events of a chain one read of PruneEvents takes.
@@ -32,7 +33,7 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time, max int) (int
 		return 0, fmt.Errorf("redisstore: prune events: %w", err)
 	}
 	cut := ceilTime(before)
-	upper := "(" + string(timePart(cut))
+	upper := "(" + string(sortkey.Time(cut))
 	minBound, removed := "-", 0
 	for removed < max {
 		want := max - removed
