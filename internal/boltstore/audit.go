@@ -30,9 +30,6 @@ var (
 	auditUserBucket  = []byte("audit_user")  // user · time · seq → nothing
 )
 
-// maxPage bounds the events, chain events and users one call returns.
-const maxPage = 1000
-
 func seqPart(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
 // position is where an event sorts in a listing: newest first, by time,
@@ -90,24 +87,6 @@ func decodeCursor(s string) (position, error) {
 		return position{}, errBadCursor
 	}
 	return position{ms: int64(binary.BigEndian.Uint64(b[1:])), seq: binary.BigEndian.Uint64(b[9:]), user: string(b[17:])}, nil
-}
-
-// ceilMilli is t in unix milliseconds, rounded up: a stored time, in whole
-// milliseconds, is at or after t if and only if it is at or after this.
-func ceilMilli(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if time.UnixMilli(ms).Before(t) {
-		ms++
-	}
-	return ms
-}
-
-// checkPage refuses a page size that mfa.Store does not allow.
-func checkPage(what string, n int) error {
-	if n < 1 || n > maxPage {
-		return fmt.Errorf("%s %d: want 1 to %d", what, n, maxPage)
-	}
-	return nil
 }
 
 // AppendEvent implements mfa.Store: the head, the chain, both indexes and,
@@ -192,7 +171,7 @@ func newListing(tx *bolt.Tx, q mfa.EventQuery) listing {
 func (l listing) upper(after *position) []byte {
 	var bound []byte
 	if !l.q.Until.IsZero() {
-		bound = append(slices.Clip(l.prefix), sortkey.Time(ceilMilli(l.q.Until))...)
+		bound = append(slices.Clip(l.prefix), sortkey.Time(sortkey.CeilMilli(l.q.Until))...)
 	} else if l.prefix != nil {
 		// The prefix ends with 0x00 0x01: 0x00 0x02 sorts after all its keys.
 		bound = append(slices.Clone(l.prefix[:len(l.prefix)-1]), 2)
@@ -217,7 +196,7 @@ func (l listing) run(tx *bolt.Tx, after *position) ([]mfa.Event, *position, erro
 	} else {
 		k, _ = c.Prev()
 	}
-	since := ceilMilli(l.q.Since)
+	since := sortkey.CeilMilli(l.q.Since)
 	var (
 		out  []mfa.Event
 		last position
@@ -248,7 +227,7 @@ func (l listing) run(tx *bolt.Tx, after *position) ([]mfa.Event, *position, erro
 
 // Events implements mfa.Store.
 func (s *Store) Events(ctx context.Context, q mfa.EventQuery) ([]mfa.Event, string, error) {
-	if err := checkPage("limit", q.Limit); err != nil {
+	if err := mfa.CheckPage("limit", q.Limit); err != nil {
 		return nil, "", fmt.Errorf("boltstore: events: %w", err)
 	}
 	var after *position
@@ -279,7 +258,7 @@ func (s *Store) Events(ctx context.Context, q mfa.EventQuery) ([]mfa.Event, stri
 
 // Chain implements mfa.Store.
 func (s *Store) Chain(ctx context.Context, userID string, from uint64, n int) ([]mfa.Event, error) {
-	if err := checkPage("n", n); err != nil {
+	if err := mfa.CheckPage("n", n); err != nil {
 		return nil, fmt.Errorf("boltstore: chain: %w", err)
 	}
 	out := []mfa.Event{}
@@ -304,7 +283,7 @@ func (s *Store) Chain(ctx context.Context, userID string, from uint64, n int) ([
 
 // ChainUsers implements mfa.Store.
 func (s *Store) ChainUsers(ctx context.Context, after string, n int) ([]string, error) {
-	if err := checkPage("n", n); err != nil {
+	if err := mfa.CheckPage("n", n); err != nil {
 		return nil, fmt.Errorf("boltstore: chain users: %w", err)
 	}
 	var out []string

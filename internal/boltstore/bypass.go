@@ -46,22 +46,6 @@ func makeBypassBuckets(tx *bolt.Tx) error {
 	return nil
 }
 
-// checkBypass refuses the bypasses that mfa.Bypasses.PutBypass does not
-// allow.
-func checkBypass(b mfa.Bypass, codeHash string) error {
-	switch {
-	case !mfa.IsBypassID(b.ID):
-		return fmt.Errorf("bypass ID %q: want 16 lowercase hex digits", b.ID)
-	case b.UserID == "":
-		return errors.New("bypass without a user")
-	case codeHash == "":
-		return errors.New("bypass without a code hash")
-	case !b.UsedAt.IsZero() || b.ReviewedBy != "" || b.ReviewNote != "" || !b.ReviewedAt.IsZero():
-		return errors.New("a new bypass cannot be used or reviewed already")
-	}
-	return nil
-}
-
 // milli is t in whole milliseconds, UTC, as the store keeps it.
 func milli(t time.Time) time.Time {
 	if t.IsZero() {
@@ -98,7 +82,7 @@ func putBypass(tx *bolt.Tx, b mfa.Bypass) error {
 
 // PutBypass implements mfa.Store.
 func (s *Store) PutBypass(ctx context.Context, b mfa.Bypass, codeHash string) error {
-	if err := checkBypass(b, codeHash); err != nil {
+	if err := b.ValidateNew(codeHash); err != nil {
 		return fmt.Errorf("boltstore: put bypass: %w", err)
 	}
 	b.IssuedAt, b.ExpiresAt = milli(b.IssuedAt), milli(b.ExpiresAt)
@@ -238,12 +222,12 @@ func decodeBypassCursor(s string) ([]byte, error) {
 // Bypasses implements mfa.Store: the index by time, read downwards from
 // the lower of Until and the cursor.
 func (s *Store) Bypasses(ctx context.Context, q mfa.BypassQuery) ([]mfa.Bypass, string, error) {
-	if err := checkPage("limit", q.Limit); err != nil {
+	if err := mfa.CheckPage("limit", q.Limit); err != nil {
 		return nil, "", fmt.Errorf("boltstore: bypasses: %w", err)
 	}
 	var upper []byte
 	if !q.Until.IsZero() {
-		upper = sortkey.Time(ceilMilli(q.Until))
+		upper = sortkey.Time(sortkey.CeilMilli(q.Until))
 	}
 	if q.Cursor != "" {
 		k, err := decodeBypassCursor(q.Cursor)
@@ -287,7 +271,7 @@ func listBypasses(tx *bolt.Tx, q mfa.BypassQuery, upper []byte) ([]mfa.Bypass, s
 	}
 	var lower []byte
 	if !q.Since.IsZero() {
-		lower = sortkey.Time(ceilMilli(q.Since))
+		lower = sortkey.Time(sortkey.CeilMilli(q.Since))
 	}
 	var out []mfa.Bypass
 	for ; k != nil && bytes.Compare(k, lower) >= 0; k, _ = c.Prev() {

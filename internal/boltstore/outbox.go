@@ -238,7 +238,7 @@ func (s *Store) PendingNotifications(ctx context.Context) (int, error) {
 // outbox holds a few days of notifications at most, and it is called
 // rarely (by a server without a webhook).
 func (s *Store) DropNotifications(ctx context.Context, before time.Time) (int, error) {
-	limit := ceilMilli(before)
+	limit := sortkey.CeilMilli(before)
 	dropped := 0
 	err := s.w.write(ctx, func(tx *bolt.Tx) error {
 		dropped = 0

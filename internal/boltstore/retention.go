@@ -28,7 +28,7 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time, max int) (int
 	var removed int
 	err := s.w.write(ctx, func(tx *bolt.Tx) error {
 		removed = 0
-		p := pruning{tx: tx, cut: ceilMilli(before)}
+		p := pruning{tx: tx, cut: sortkey.CeilMilli(before)}
 		from := []byte{}
 		for removed < max {
 			want := max - removed

@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -294,4 +295,20 @@ func IsBypassID(id string) bool {
 		}
 	}
 	return true
+}
+
+// ValidateNew refuses a bypass that Store.PutBypass does not take: a bad ID,
+// no user, no code hash, or one already used or reviewed.
+func (b Bypass) ValidateNew(codeHash string) error {
+	switch {
+	case !IsBypassID(b.ID):
+		return fmt.Errorf("bypass ID %q: want 16 lowercase hex digits", b.ID)
+	case b.UserID == "":
+		return errors.New("bypass without a user")
+	case codeHash == "":
+		return errors.New("bypass without a code hash")
+	case !b.UsedAt.IsZero() || b.ReviewedBy != "" || b.ReviewNote != "" || !b.ReviewedAt.IsZero():
+		return errors.New("a new bypass cannot be used or reviewed already")
+	}
+	return nil
 }

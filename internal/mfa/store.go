@@ -467,7 +467,17 @@ const (
 	MaxRecoveryHashes = 1000
 	// MaxPruneEvents is the most audit events one PruneEvents may remove.
 	MaxPruneEvents = 10000
+	// MaxPage is the largest page of Events, Chain and ChainUsers.
+	MaxPage = 1000
 )
+
+// CheckPage refuses a page size n that Store does not allow; what names it.
+func CheckPage(what string, n int) error {
+	if n < 1 || n > MaxPage {
+		return fmt.Errorf("%s %d: want 1 to %d", what, n, MaxPage)
+	}
+	return nil
+}
 
 // CheckPruneMax refuses a max that Store.PruneEvents does not allow.
 func CheckPruneMax(max int) error {

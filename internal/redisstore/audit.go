@@ -48,8 +48,6 @@ func (k keys) auditHead() string  { return string(k) + "audit:head" }
 func (k keys) auditTimes() string { return string(k) + "audit:t" }
 
 const (
-	// maxPage bounds the events, chain events and users one call returns.
-	maxPage = 1000
 	// appendTries bounds the attempts of one AppendEvent that other
 	// appends to the same chain keep overtaking.
 	appendTries = 100
@@ -228,24 +226,6 @@ func decodeCursor(s string) (position, error) {
 	return position{ms: int64(binary.BigEndian.Uint64(b[1:])), seq: binary.BigEndian.Uint64(b[9:]), user: string(b[17:])}, nil
 }
 
-// ceilTime is t in unix milliseconds, rounded up: a stored time, in whole
-// milliseconds, is at or after t if and only if it is at or after this.
-func ceilTime(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if time.UnixMilli(ms).Before(t) {
-		ms++
-	}
-	return ms
-}
-
-// checkPage refuses a page size that mfa.Store does not allow.
-func checkPage(what string, n int) error {
-	if n < 1 || n > maxPage {
-		return fmt.Errorf("%s %d: want 1 to %d", what, n, maxPage)
-	}
-	return nil
-}
-
 // listing is one run of Events over an index by time, newest first.
 type listing struct {
 	q     mfa.EventQuery
@@ -272,7 +252,7 @@ func newListing(q mfa.EventQuery) listing {
 func (l listing) rangeBounds(after *position) (string, string) {
 	var upper []byte
 	if !l.q.Until.IsZero() {
-		upper = sortkey.Time(ceilTime(l.q.Until))
+		upper = sortkey.Time(sortkey.CeilMilli(l.q.Until))
 	}
 	if after != nil {
 		if b := l.bound(*after); upper == nil || bytes.Compare(b, upper) < 0 {
@@ -284,7 +264,7 @@ func (l listing) rangeBounds(after *position) (string, string) {
 		maxBound = "(" + string(upper)
 	}
 	if !l.q.Since.IsZero() {
-		minBound = "[" + string(sortkey.Time(ceilTime(l.q.Since)))
+		minBound = "[" + string(sortkey.Time(sortkey.CeilMilli(l.q.Since)))
 	}
 	return maxBound, minBound
 }
@@ -393,7 +373,7 @@ func decodeEvent(m redis.XMessage) (mfa.Event, error) {
 // Events lists events newest first from audit:idx, or from the user's
 // index for one user (see listing.run).
 func (s *Store) Events(ctx context.Context, q mfa.EventQuery) ([]mfa.Event, string, error) {
-	if err := checkPage("limit", q.Limit); err != nil {
+	if err := mfa.CheckPage("limit", q.Limit); err != nil {
 		return nil, "", fmt.Errorf("redisstore: events: %w", err)
 	}
 	var after *position
@@ -416,7 +396,7 @@ func (s *Store) Events(ctx context.Context, q mfa.EventQuery) ([]mfa.Event, stri
 
 // Chain reads a chain with XRANGE from <from>-0: one round trip.
 func (s *Store) Chain(ctx context.Context, userID string, from uint64, n int) ([]mfa.Event, error) {
-	if err := checkPage("n", n); err != nil {
+	if err := mfa.CheckPage("n", n); err != nil {
 		return nil, fmt.Errorf("redisstore: chain: %w", err)
 	}
 	msgs, err := s.rdb.XRangeN(ctx, userKeys(userID).auditLog(), strconv.FormatUint(max(from, 1), 10)+"-0", "+", int64(n)).Result()
@@ -438,7 +418,7 @@ func (s *Store) Chain(ctx context.Context, userID string, from uint64, n int) ([
 // has a head: an entry left by a first append that never happened names a
 // user without a chain.
 func (s *Store) ChainUsers(ctx context.Context, after string, n int) ([]string, error) {
-	if err := checkPage("n", n); err != nil {
+	if err := mfa.CheckPage("n", n); err != nil {
 		return nil, fmt.Errorf("redisstore: chain users: %w", err)
 	}
 	minBound := "-"

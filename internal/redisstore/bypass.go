@@ -49,22 +49,6 @@ type bypassReview struct {
 	MS   int64  `json:"ms"`
 }
 
-// checkBypass refuses the bypasses that mfa.Bypasses.PutBypass does not
-// allow.
-func checkBypass(b mfa.Bypass, codeHash string) error {
-	switch {
-	case !mfa.IsBypassID(b.ID):
-		return fmt.Errorf("bypass ID %q: want 16 lowercase hex digits", b.ID)
-	case b.UserID == "":
-		return errors.New("bypass without a user")
-	case codeHash == "":
-		return errors.New("bypass without a code hash")
-	case !b.UsedAt.IsZero() || b.ReviewedBy != "" || b.ReviewNote != "" || !b.ReviewedAt.IsZero():
-		return errors.New("a new bypass cannot be used or reviewed already")
-	}
-	return nil
-}
-
 func bypassMember(ms int64, id, userID string) string {
 	return string(sortkey.Time(ms)) + id + userID
 }
@@ -72,7 +56,7 @@ func bypassMember(ms int64, id, userID string) string {
 // PutBypass writes the bypass's ID index and its member of bypass:idx,
 // then the bypass and the user's current one in one HSET: two round trips.
 func (s *Store) PutBypass(ctx context.Context, b mfa.Bypass, codeHash string) error {
-	if err := checkBypass(b, codeHash); err != nil {
+	if err := b.ValidateNew(codeHash); err != nil {
 		return fmt.Errorf("redisstore: put bypass: %w", err)
 	}
 	b.IssuedAt, b.ExpiresAt = time.UnixMilli(b.IssuedAt.UnixMilli()).UTC(), time.UnixMilli(b.ExpiresAt.UnixMilli()).UTC()
@@ -248,7 +232,7 @@ func decodeBypassCursor(s string) (string, error) {
 func bypassBounds(q mfa.BypassQuery) (maxBound, minBound string, err error) {
 	upper := ""
 	if !q.Until.IsZero() {
-		upper = string(sortkey.Time(ceilTime(q.Until)))
+		upper = string(sortkey.Time(sortkey.CeilMilli(q.Until)))
 	}
 	if q.Cursor != "" {
 		c, err := decodeBypassCursor(q.Cursor)
@@ -264,7 +248,7 @@ func bypassBounds(q mfa.BypassQuery) (maxBound, minBound string, err error) {
 		maxBound = "(" + upper
 	}
 	if !q.Since.IsZero() {
-		minBound = "[" + string(sortkey.Time(ceilTime(q.Since)))
+		minBound = "[" + string(sortkey.Time(sortkey.CeilMilli(q.Since)))
 	}
 	return maxBound, minBound, nil
 }
@@ -272,7 +256,7 @@ func bypassBounds(q mfa.BypassQuery) (maxBound, minBound string, err error) {
 // Bypasses reads bypass:idx a batch at a time, newest first, and each
 // batch's bypasses in one pipeline.
 func (s *Store) Bypasses(ctx context.Context, q mfa.BypassQuery) ([]mfa.Bypass, string, error) {
-	if err := checkPage("limit", q.Limit); err != nil {
+	if err := mfa.CheckPage("limit", q.Limit); err != nil {
 		return nil, "", fmt.Errorf("redisstore: bypasses: %w", err)
 	}
 	maxBound, minBound, err := bypassBounds(q)

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/secondfactor/secondfactor/internal/mfa"
+	"github.com/secondfactor/secondfactor/internal/sortkey"
 )
 
 // The outbox (mfa.Outbox). Two kinds of keys:
@@ -324,7 +325,7 @@ func (s *Store) PendingNotifications(ctx context.Context) (int, error) {
 // deletes the old entries, then their members; it also removes the
 // members that name no entry and never will (see claimNotificationScript).
 func (s *Store) DropNotifications(ctx context.Context, before time.Time) (int, error) {
-	limit := ceilTime(before)
+	limit := sortkey.CeilMilli(before)
 	dropped := 0
 	var cursor uint64
 	for {

@@ -32,7 +32,7 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time, max int) (int
 	if err := mfa.CheckPruneMax(max); err != nil {
 		return 0, fmt.Errorf("redisstore: prune events: %w", err)
 	}
-	cut := ceilTime(before)
+	cut := sortkey.CeilMilli(before)
 	upper := "(" + string(sortkey.Time(cut))
 	minBound, removed := "-", 0
 	for removed < max {

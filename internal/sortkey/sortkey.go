@@ -3,7 +3,10 @@
 // Redis sorted-set members compared byte by byte).
 package sortkey
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"time"
+)
 
 // User returns userID as a key part that sorts as the ID does and ends where
 // it ends: each 0x00 is written 0x00 0xff, and the part is closed by
@@ -49,3 +52,13 @@ func Time(ms int64) []byte {
 
 // ParseTime reads 8 bytes written by Time.
 func ParseTime(b []byte) int64 { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
+
+// CeilMilli is t in unix milliseconds, rounded up: a time kept in whole
+// milliseconds is at or after t if and only if it is at or after this.
+func CeilMilli(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return ms
+}
